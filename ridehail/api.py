@@ -1,0 +1,54 @@
+"""Pieces every app's API shares: URL helper, staff permission, error mapping."""
+
+import logging
+from typing import Any
+
+import redis
+from django.db import InterfaceError, OperationalError
+from django.urls import URLPattern, re_path
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ridehail.events.connection import shared_redis
+from ridehail.events.driver_set import VersionedDriverSet
+
+logger = logging.getLogger(__name__)
+
+
+def optional_slash_path(route: str, view: Any, *, name: str) -> URLPattern:
+    """Match `route` with and without a trailing slash, without redirecting (a redirect loses a PUT body)."""
+    return re_path(rf"^{route}/?$", view, name=name)
+
+
+class IsStaff(BasePermission):
+    message = "Only staff may see this."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class DriverSetApi(APIView):
+    """The drivers a worker keeps in Redis: what the worker believes, not the database."""
+
+    permission_classes = [IsStaff]
+    driver_set: VersionedDriverSet
+
+    def get(self, request: Request) -> Response:
+        return Response({"drivers": self.driver_set.members(shared_redis())})
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus 503 when a backing service is down: never a 500 for an outage."""
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        return response
+    if isinstance(exc, redis.RedisError):
+        logger.warning("Redis unavailable while serving %s: %s", context["request"].path, exc)
+        return Response({"detail": "Redis is unavailable; try again shortly."}, status=503)
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable while serving %s: %s", context["request"].path, exc)
+        return Response({"detail": "The database is unavailable; try again shortly."}, status=503)
+    return None

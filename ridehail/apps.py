@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class RidehailConfig(AppConfig):
+    name = "ridehail"
+
+    def ready(self) -> None:
+        from ridehail import checks  # noqa: F401  (registers the system checks)

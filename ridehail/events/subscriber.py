@@ -1,0 +1,96 @@
+"""What a worker does with one event, independent of how the event arrived.
+
+Apps declare a subclass in their `subscribers.py` (rides, locations); `run_subscriber
+<name>` finds it by `name`. The same handler serves the Pub/Sub and the stream
+transports, and handling an event twice has the effect of handling it once.
+"""
+
+import logging
+import uuid
+from importlib import import_module
+from typing import ClassVar
+
+import redis
+from django.apps import apps
+from django.utils.module_loading import module_has_submodule
+
+from ridehail.events.driver_set import DriverState, VersionedDriverSet
+from ridehail.events.event import DriverStatusChanged, InvalidEvent
+
+_registry: dict[str, type["DriverSetSubscriber"]] = {}
+
+
+class DriverSetSubscriber:
+    """Keeps a `VersionedDriverSet` in Redis: a driver is in it while available."""
+
+    name: ClassVar[str]
+    driver_set: ClassVar[VersionedDriverSet]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _registry[cls.name] = cls
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self.logger = logging.getLogger(self.name)
+        self._known_drivers: set[uuid.UUID] = set()
+
+    def on_added(self, driver_id: uuid.UUID) -> None:
+        """Called once per event that made the driver available."""
+
+    def on_removed(self, driver_id: uuid.UUID) -> None:
+        """Called once per event that made the driver unavailable."""
+
+    def handle_message(self, raw: bytes) -> bool:
+        """Handle one raw message; anything invalid is logged and skipped, never raised."""
+        try:
+            event = DriverStatusChanged.from_json(raw)
+        except InvalidEvent as exc:
+            self.logger.warning("ignored message: %s: %r", exc, raw[:200])
+            return False
+        return self.handle(event)
+
+    def handle(self, event: DriverStatusChanged) -> bool:
+        """Apply one event; returns whether it changed anything."""
+        if not self._is_driver(event.driver_id):
+            self.logger.warning("ignored event %s: unknown driver %s", event.event_id, event.driver_id)
+            return False
+        state = DriverState(event.driver_id, event.available, event.version)
+        newer = self.driver_set.apply(self.redis, state)
+        if newer is not None:
+            self.logger.warning(
+                "ignored stale event %s: driver %s version %d, already at version %d",
+                event.event_id, event.driver_id, event.version, newer,
+            )
+            return False
+        (self.on_added if event.available else self.on_removed)(event.driver_id)
+        return True
+
+    def rebuild(self) -> int:
+        """Bring the set in line with the database; returns how many drivers are in it."""
+        from users.selectors import driver_states
+
+        states = driver_states()
+        in_set = self.driver_set.merge(self.redis, states)
+        self._known_drivers = {state.driver_id for state in states}
+        self.logger.info("rebuilt from the database: %d of %d drivers in %s", in_set, len(states), self.driver_set.key)
+        return in_set
+
+    def _is_driver(self, driver_id: uuid.UUID) -> bool:
+        # The cache is filled by rebuild(); only a driver registered since costs a query.
+        if driver_id in self._known_drivers:
+            return True
+        from users.selectors import is_driver
+
+        if is_driver(driver_id):
+            self._known_drivers.add(driver_id)
+            return True
+        return False
+
+
+def subscriber_classes() -> dict[str, type[DriverSetSubscriber]]:
+    """Every subscriber declared in an installed app's `subscribers` module, by name."""
+    for app_config in apps.get_app_configs():
+        if module_has_submodule(app_config.module, "subscribers"):
+            import_module(f"{app_config.name}.subscribers")
+    return dict(sorted(_registry.items()))

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from ridehail import health
+from ridehail.api import optional_slash_path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    optional_slash_path("healthz", health.healthz, name="healthz"),
+    optional_slash_path("readyz", health.readyz, name="readyz"),
+    path("", include("users.urls")),
+    path("", include("rides.urls")),
+    path("", include("locations.urls")),
+]

@@ -1,0 +1,35 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from users.models import Role, User
+from users.services import set_driver_availability
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ["username", "role", "is_available", "status_version", "status_changed_at", "is_staff"]
+    list_filter = ["role", "is_available", "is_staff", "is_active"]
+    # Availability changes go through the service (version bump + event), never a form save.
+    readonly_fields = ["is_available", "status_version", "status_changed_at"]
+    fieldsets = [
+        *DjangoUserAdmin.fieldsets,
+        ("Ride-hailing", {"fields": ["role", "is_available", "status_version", "status_changed_at"]}),
+    ]
+    add_fieldsets = [(None, {"fields": ["username", "role", "password1", "password2"]})]
+    actions = ["set_online", "set_offline"]
+
+    @admin.action(description="Set selected drivers online")
+    def set_online(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._set_availability(request, queryset, available=True)
+
+    @admin.action(description="Set selected drivers offline")
+    def set_offline(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._set_availability(request, queryset, available=False)
+
+    def _set_availability(self, request: HttpRequest, queryset: QuerySet[User], *, available: bool) -> None:
+        changed = 0
+        for driver_id in queryset.filter(role=Role.DRIVER).values_list("id", flat=True):
+            changed += set_driver_availability(driver_id=driver_id, available=available).changed
+        self.message_user(request, f"{changed} driver(s) changed.", messages.SUCCESS)

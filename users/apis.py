@@ -1,0 +1,78 @@
+"""HTTP endpoints of users: they validate, call a service or selector, and serialize."""
+
+from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from users.permissions import IsDriver
+from users.serializers import (
+    DriverStatusUpdateSerializer,
+    LoginSerializer,
+    RegisterSerializer,
+    UserSerializer,
+    driver_status_data,
+    status_change_data,
+)
+from users.services import UsernameTaken, register_user, set_driver_availability
+
+
+class RegisterApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            user = register_user(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError({"password": list(exc.messages)}) from exc
+        except UsernameTaken:
+            raise ValidationError({"username": ["A user with that username already exists."]}) from None
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class LoginApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request, **serializer.validated_data)
+        if user is None:
+            return Response(
+                {"detail": "Invalid username or password."},
+                status=status.HTTP_401_UNAUTHORIZED,
+                headers={"WWW-Authenticate": "Token"},
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key, "user": UserSerializer(user).data})
+
+
+class MeApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        return Response(UserSerializer(request.user).data)
+
+
+class DriverStatusApi(APIView):
+    permission_classes = [IsAuthenticated, IsDriver]
+
+    def get(self, request: Request) -> Response:
+        return Response(driver_status_data(request.user))
+
+    def put(self, request: Request) -> Response:
+        serializer = DriverStatusUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        change = set_driver_availability(
+            driver_id=request.user.pk, available=serializer.validated_data.get("available")
+        )
+        return Response(status_change_data(change))

@@ -1,0 +1,76 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from ridehail.events.event import format_timestamp
+from users.models import Role, User
+from users.services import StatusChange
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true/false: DRF's BooleanField would also take "yes", 1 or "false"."""
+
+    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class RegisterSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150, validators=User._meta.get_field("username").validators)
+    password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    def validate_username(self, value: str) -> str:
+        if User.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError("A user with that username already exists.")
+        return value
+
+
+class LoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "role"]
+
+    def to_representation(self, instance: User) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if instance.is_driver:
+            data["available"] = instance.is_available
+        return data
+
+
+class DriverStatusUpdateSerializer(serializers.Serializer):
+    """An empty body toggles; `{"available": true|false}` sets."""
+
+    available = StrictBooleanField(required=False)
+
+
+def driver_status_data(driver: User) -> dict[str, Any]:
+    return {
+        "driverId": str(driver.id),
+        "available": driver.is_available,
+        "timestamp": _timestamp_or_none(driver.status_changed_at),
+        "version": driver.status_version,
+    }
+
+
+def status_change_data(change: StatusChange) -> dict[str, Any]:
+    return {
+        "driverId": str(change.driver_id),
+        "available": change.available,
+        "timestamp": _timestamp_or_none(change.timestamp),
+        "eventId": str(change.event_id) if change.event_id else None,
+        "version": change.version,
+        "changed": change.changed,
+    }
+
+
+def _timestamp_or_none(moment: Any) -> str | None:
+    return format_timestamp(moment) if moment else None

@@ -1,0 +1,78 @@
+"""Writes on users. Changing a driver's status happens here and nowhere else."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.password_validation import validate_password
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ridehail.events.event import DriverStatusChanged
+from ridehail.events.publisher import publish_on_commit
+from users.models import Role, User
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    driver_id: uuid.UUID
+    available: bool
+    timestamp: datetime | None
+    version: int
+    event_id: uuid.UUID | None
+    changed: bool
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+def register_user(*, username: str, password: str, role: Role) -> User:
+    """Create a user; raises django's ValidationError for a weak password, UsernameTaken."""
+    user = User(username=username, role=role)
+    validate_password(password, user=user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+    except IntegrityError:  # lost a race with another registration of the same name
+        raise UsernameTaken(username) from None
+    return user
+
+
+def set_driver_availability(*, driver_id: uuid.UUID, available: bool | None = None) -> StatusChange:
+    """Set (or with `available=None`, toggle) a driver's availability and announce it.
+
+    The row is locked for the whole transaction, so concurrent changes to one driver
+    queue up and each gets its own version. The event is published only after the
+    commit; setting the value the driver already has changes and publishes nothing.
+    """
+    with transaction.atomic():
+        driver = User.objects.select_for_update().get(pk=driver_id, role=Role.DRIVER)
+        target = not driver.is_available if available is None else available
+        if target == driver.is_available:
+            return _status_of(driver, event_id=None, changed=False)
+        driver.is_available = target
+        driver.status_version += 1
+        driver.status_changed_at = timezone.now()
+        driver.save(update_fields=["is_available", "status_version", "status_changed_at"])
+        event = DriverStatusChanged(
+            driver_id=driver.id,
+            available=driver.is_available,
+            timestamp=driver.status_changed_at,
+            event_id=uuid.uuid4(),
+            version=driver.status_version,
+        )
+        publish_on_commit(event)
+    return _status_of(driver, event_id=event.event_id, changed=True)
+
+
+def _status_of(driver: User, *, event_id: uuid.UUID | None, changed: bool) -> StatusChange:
+    return StatusChange(
+        driver_id=driver.id,
+        available=driver.is_available,
+        timestamp=driver.status_changed_at,
+        version=driver.status_version,
+        event_id=event_id,
+        changed=changed,
+    )
