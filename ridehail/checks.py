@@ -3,7 +3,7 @@ from django.core.checks import Warning, register
 
 
 @register("security")
-def development_secret_key(app_configs, **kwargs) -> list[Warning]:
+def development_secret_key(app_configs: object, **kwargs: object) -> list[Warning]:
     """Say loudly that the built-in key is in use; settings refuse it outright without DEBUG."""
     if settings.SECRET_KEY != settings.DEVELOPMENT_SECRET_KEY:
         return []

@@ -108,8 +108,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve straight from the apps' static folders, so DJANGO_DEBUG=0 needs no collectstatic step.
+# collectstatic's target (the Docker image sets it); without one, WhiteNoise serves straight
+# from the apps' static folders, so DJANGO_DEBUG=0 needs no collectstatic step.
+STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", "") or None
 WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {

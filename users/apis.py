@@ -14,6 +14,7 @@ from users.permissions import IsDriver
 from users.serializers import (
     DriverStatusUpdateSerializer,
     LoginSerializer,
+    MeSerializer,
     RegisterSerializer,
     UserSerializer,
     driver_status_data,
@@ -60,7 +61,7 @@ class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
     def get(self, request: Request) -> Response:
-        return Response(UserSerializer(request.user).data)
+        return Response(MeSerializer(request.user).data)
 
 
 class DriverStatusApi(APIView):

@@ -39,6 +39,10 @@ class UserSerializer(serializers.ModelSerializer):
         model = User
         fields = ["id", "username", "role"]
 
+
+class MeSerializer(UserSerializer):
+    """The signed-in user; drivers also see whether they are available."""
+
     def to_representation(self, instance: User) -> dict[str, Any]:
         data = super().to_representation(instance)
         if instance.is_driver:

@@ -3,9 +3,9 @@
 from functools import cache
 
 import redis
+from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from django.conf import settings
 
 
 @cache

@@ -14,7 +14,9 @@ from redis.commands.core import Script
 
 # Loaded once per server and then called by SHA (EVALSHA).
 # KEYS: members set, versions hash. ARGV: driver id, "1"/"0", version.
-_APPLY = Script(None, b"""
+_APPLY = Script(
+    None,
+    b"""
 local seen = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local version = tonumber(ARGV[3])
 if version <= seen then return seen end
@@ -25,13 +27,16 @@ else
   redis.call('SREM', KEYS[1], ARGV[1])
 end
 return -1
-""")
+""",
+)
 
 # KEYS: members set, versions hash. ARGV: triples of driver id, "1"/"0", version: the
 # database's truth. A driver's entry is replaced unless Redis already holds a newer
 # version (an event applied after the database was read); drivers absent from the
 # database are dropped.
-_MERGE = Script(None, b"""
+_MERGE = Script(
+    None,
+    b"""
 local keep = {}
 for i = 1, #ARGV, 3 do
   local driver, version = ARGV[i], tonumber(ARGV[i + 2])
@@ -53,7 +58,8 @@ for _, driver in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if not keep[driver] then redis.call('SREM', KEYS[1], driver) end
 end
 return redis.call('SCARD', KEYS[1])
-""")
+""",
+)
 
 
 @dataclass(frozen=True, slots=True)

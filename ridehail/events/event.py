@@ -16,6 +16,9 @@ DEAD_LETTER_STREAM = "stream:driver-status-changed:dead"
 STREAM_FIELD = "event"
 
 
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
 class InvalidEvent(ValueError):
     """A message on the channel or stream that is not a valid driver status event."""
 
@@ -44,13 +47,15 @@ class DriverStatusChanged:
     def from_json(cls, raw: bytes | str) -> "DriverStatusChanged":
         """Parse and validate one message; unknown fields are ignored so producers can add some."""
         try:
-            data = json.loads(raw)
+            text = raw.decode() if isinstance(raw, bytes) else raw
         except UnicodeDecodeError:
             raise InvalidEvent("message is not UTF-8") from None
+        try:
+            data = json.loads(text)
         except ValueError:
             raise InvalidEvent("message is not JSON") from None
         if not isinstance(data, dict):
-            raise InvalidEvent(f"message is a JSON {type(data).__name__}, not an object")
+            raise InvalidEvent(f"message is a JSON {_JSON_TYPES.get(type(data), 'value')}, not an object")
         return cls(
             driver_id=_uuid_field(data, "driverId"),
             available=_bool_field(data, "available"),

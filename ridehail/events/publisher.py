@@ -43,5 +43,8 @@ def _publish_or_log(event: DriverStatusChanged) -> None:
     except redis.RedisError as exc:
         logger.error(
             "event %s (driver %s, version %s) not published: Redis error: %s",
-            event.event_id, event.driver_id, event.version, exc,
+            event.event_id,
+            event.driver_id,
+            event.version,
+            exc,
         )

@@ -6,7 +6,6 @@ rebuilding, so a change committed in between is either in the database snapshot 
 arrives as a message (the version check makes both orders correct).
 """
 
-import logging
 import random
 import threading
 import time

@@ -60,7 +60,10 @@ class DriverSetSubscriber:
         if newer is not None:
             self.logger.warning(
                 "ignored stale event %s: driver %s version %d, already at version %d",
-                event.event_id, event.driver_id, event.version, newer,
+                event.event_id,
+                event.driver_id,
+                event.version,
+                newer,
             )
             return False
         (self.on_added if event.available else self.on_removed)(event.driver_id)

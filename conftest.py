@@ -1,0 +1,91 @@
+"""Shared fixtures: personas, API clients, real Redis and a listener on the event channel."""
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from locations.subscribers import TRACKED_DRIVERS
+from ridehail.events.connection import shared_redis
+from ridehail.events.event import DEAD_LETTER_STREAM, STREAM
+from ridehail.testing import ChannelListener
+from rides.subscribers import MATCHING_POOL
+from users.models import Role, User
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The real Redis named by REDIS_URL, with ridehail's keys cleared around each test."""
+    client = shared_redis()
+    keys = [STREAM, DEAD_LETTER_STREAM]
+    for driver_set in (MATCHING_POOL, TRACKED_DRIVERS):
+        keys += [driver_set.key, driver_set.versions_key]
+    client.delete(*keys)
+    yield client
+    client.delete(*keys)
+
+
+@pytest.fixture
+def listener(redis_client: redis.Redis) -> Iterator[ChannelListener]:
+    channel_listener = ChannelListener(redis_client)
+    yield channel_listener
+    channel_listener.close()
+
+
+def make_user(username: str, *, role: str = Role.RIDER, is_staff: bool = False) -> User:
+    user = User(username=username, role=role, is_staff=is_staff)
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+@pytest.fixture
+def driver(db) -> User:
+    return make_user("driver", role=Role.DRIVER)
+
+
+@pytest.fixture
+def other_driver(db) -> User:
+    return make_user("other-driver", role=Role.DRIVER)
+
+
+@pytest.fixture
+def rider(db) -> User:
+    return make_user("rider", role=Role.RIDER)
+
+
+@pytest.fixture
+def staff(db) -> User:
+    return make_user("operator", role=Role.RIDER, is_staff=True)
+
+
+def client_for(user: User | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def anonymous_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def driver_client(driver: User) -> APIClient:
+    return client_for(driver)
+
+
+@pytest.fixture
+def rider_client(rider: User) -> APIClient:
+    return client_for(rider)
+
+
+@pytest.fixture
+def staff_client(staff: User) -> APIClient:
+    return client_for(staff)

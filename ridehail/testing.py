@@ -1,0 +1,163 @@
+"""Helpers for tests that drive real processes, real Redis and a real database."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+from ridehail.events.event import CHANNEL
+
+MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll until `condition()` is truthy and return it; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_database_url() -> str:
+    """A DATABASE_URL that lets a child process reach the test database this test uses."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class ChannelListener:
+    """Subscribes to the event channel before the test acts, so no message can slip by."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.pubsub = client.pubsub()
+        self.pubsub.subscribe(CHANNEL)
+        confirmation = self.pubsub.get_message(timeout=5)
+        assert confirmation and confirmation["type"] == "subscribe", confirmation
+
+    def next_message(self, timeout: float = 5.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.pubsub.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                return message["data"]
+        raise AssertionError(f"no message on {CHANNEL} within {timeout}s")
+
+    def next_event(self, timeout: float = 5.0) -> dict[str, Any]:
+        return json.loads(self.next_message(timeout))
+
+    def assert_nothing_published(self) -> None:
+        """Publish a marker; Pub/Sub keeps order, so if it comes first nothing came before it."""
+        marker = b"marker-" + os.urandom(8).hex().encode()
+        self.client.publish(CHANNEL, marker)
+        assert self.next_message() == marker, "an event was published"
+
+    def close(self) -> None:
+        self.pubsub.close()
+
+
+class ManagedProcess:
+    """A child process (`manage.py ...` or a server) whose output the test can wait on."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.log_file = tempfile.NamedTemporaryFile(prefix="ridehail-proc-", suffix=".log", delete=False)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ManagedProcess":
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    @property
+    def output(self) -> str:
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def wait_for_output(self, text: str, *, count: int = 1, timeout: float = 15.0) -> None:
+        def seen() -> bool:
+            if self.process and self.process.poll() is not None and self.output.count(text) < count:
+                raise AssertionError(
+                    f"process exited ({self.process.returncode}) before printing {text!r}:\n{self.output}"
+                )
+            return self.output.count(text) >= count
+
+        try:
+            wait_until(seen, timeout=timeout, what=f"{text!r} x{count}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- output of {' '.join(self.args)} ---\n{self.output}") from None
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+        self.log_file.close()
+        Path(self.log_file.name).unlink(missing_ok=True)
+
+
+def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
+    """A `manage.py` child process that uses this test's database and Redis."""
+    child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1"}
+    return ManagedProcess([sys.executable, str(MANAGE_PY), *args], env={**child_env, **(env or {})})
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port, for tests that stop and restart Redis."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        wait_until(lambda: _pings(client), what=f"redis-server on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

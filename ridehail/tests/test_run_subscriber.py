@@ -1,0 +1,127 @@
+"""`manage.py run_subscriber` as real processes, against real Redis and the test database."""
+
+import signal
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from conftest import client_for
+from ridehail.events.connection import shared_redis
+from ridehail.events.event import CHANNEL
+from ridehail.testing import ManagedProcess, RedisServer, manage_py, wait_until
+from rides.subscribers import MATCHING_POOL
+from users.services import set_driver_availability
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LISTENING = f"listening on {CHANNEL}"
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., ManagedProcess]]:
+    started: list[ManagedProcess] = []
+
+    def start(name: str, *, env: dict[str, str] | None = None) -> ManagedProcess:
+        worker = manage_py("run_subscriber", name, env=env).start()
+        started.append(worker)
+        worker.wait_for_output(LISTENING)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def pool_api(staff) -> list[str]:
+    return client_for(staff).get("/api/rides/matching-pool").json()["drivers"]
+
+
+def test_both_workers_log_each_event_and_keep_their_sets(start_worker, redis_client, driver, driver_client, staff):
+    rides, locations = start_worker("rides"), start_worker("locations")
+
+    driver_client.put("/api/users/driver-status", {"available": True}, format="json")
+    rides.wait_for_output(f"driver {driver.id} added to matching pool")
+    locations.wait_for_output(f"started tracking driver {driver.id}")
+    assert pool_api(staff) == [str(driver.id)]
+    assert client_for(staff).get("/api/locations/tracking").json() == {"drivers": [str(driver.id)]}
+
+    driver_client.put("/api/users/driver-status", {"available": False}, format="json")
+    rides.wait_for_output(f"driver {driver.id} removed from matching pool")
+    locations.wait_for_output(f"stopped tracking driver {driver.id}")
+    assert pool_api(staff) == []
+
+
+def test_a_killed_worker_rebuilds_the_pool_from_the_database_on_restart(start_worker, redis_client, driver):
+    worker = start_worker("rides")
+    worker.signal(signal.SIGKILL)
+    worker.wait_exit(timeout=5)
+
+    set_driver_availability(driver_id=driver.id, available=True)  # published while nobody listens
+    assert MATCHING_POOL.members(redis_client) == []
+
+    restarted = start_worker("rides")
+    assert "rebuilt from the database: 1 of 1 drivers" in restarted.output
+    assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
+
+
+def test_garbage_on_the_channel_is_logged_and_the_worker_carries_on(start_worker, redis_client, driver):
+    worker = start_worker("rides")
+    for garbage in (b"\xff\xfe\x00", b"not json", b"[]", b'{"driverId": "nope"}'):
+        redis_client.publish(CHANNEL, garbage)
+
+    set_driver_availability(driver_id=driver.id, available=True)
+
+    worker.wait_for_output(f"driver {driver.id} added to matching pool")
+    assert worker.output.count("ignored message") == 4
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_worker_cleanly_within_seconds(start_worker, redis_client, signum):
+    worker = start_worker("locations")
+
+    worker.signal(signum)
+
+    assert worker.wait_exit(timeout=5) == 0
+    assert "locations: stopped" in worker.output
+
+
+def test_unknown_subscriber_is_a_clear_error():
+    with pytest.raises(CommandError, match="unknown subscriber 'billing'; choose from: locations, rides"):
+        call_command("run_subscriber", "billing")
+
+
+@pytest.fixture
+def own_redis(settings) -> Iterator[RedisServer]:
+    """A Redis of this test's own, so it can be stopped; the web side publishes to it too."""
+    server = RedisServer().start()
+    settings.REDIS_URL = server.url
+    shared_redis.cache_clear()
+    yield server
+    server.stop()
+    shared_redis.cache_clear()
+
+
+def test_the_worker_recovers_by_itself_when_redis_restarts(start_worker, own_redis, driver):
+    worker = start_worker("rides", env={"REDIS_URL": own_redis.url})
+
+    own_redis.stop()
+    worker.wait_for_output("Redis unavailable")
+    set_driver_availability(driver_id=driver.id, available=True)  # committed; its event is lost
+    own_redis.start()
+
+    worker.wait_for_output(LISTENING, count=2, timeout=20)
+    assert MATCHING_POOL.members(shared_redis()) == [str(driver.id)]  # rebuilt from the database
+    set_driver_availability(driver_id=driver.id, available=False)
+    worker.wait_for_output(f"driver {driver.id} removed from matching pool")
+
+
+def test_the_worker_resubscribes_when_redis_drops_its_connection(start_worker, own_redis, driver):
+    worker = start_worker("rides", env={"REDIS_URL": own_redis.url})
+
+    shared_redis().client_kill_filter(_type="pubsub")
+
+    worker.wait_for_output(LISTENING, count=2, timeout=20)
+    set_driver_availability(driver_id=driver.id, available=True)
+    worker.wait_for_output(f"driver {driver.id} added to matching pool")
+    wait_until(lambda: MATCHING_POOL.members(shared_redis()) == [str(driver.id)], what="pool updated")
