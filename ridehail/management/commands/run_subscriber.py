@@ -25,6 +25,8 @@ def stop_on_signals() -> threading.Event:
 
 class Command(BaseCommand):
     help = "Run one app's event subscriber (the rides or locations worker)."
+    # Workers start many at a time next to the web server, which already runs the checks.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="which subscriber to run: " + ", ".join(subscriber_classes()))
