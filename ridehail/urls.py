@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     optional_slash_path("healthz", health.healthz, name="healthz"),
     optional_slash_path("readyz", health.readyz, name="readyz"),
+    path("", include("ridehail.dashboard.urls")),
     path("", include("users.urls")),
     path("", include("rides.urls")),
     path("", include("locations.urls")),

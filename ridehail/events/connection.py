@@ -1,5 +1,7 @@
-"""The only place that builds Redis clients: everything else asks here."""
+"""The only place that builds Redis clients, and how long-lived connections stay healthy."""
 
+import random
+import time
 from functools import cache
 
 import redis
@@ -36,3 +38,48 @@ def worker_redis() -> redis.Redis:
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
     )
+
+
+# redis-py does not notice a silently dead Pub/Sub connection by itself
+# (redis/redis-py#1137, #2089): after this long without traffic a subscriber PINGs, and
+# a PING unanswered for as long again means the connection is dead.
+HEALTH_CHECK_SECONDS = 5.0
+
+
+class Heartbeat:
+    """Tells an idle subscriber when to PING, and raises once silence means the link is dead."""
+
+    def __init__(self, interval: float = HEALTH_CHECK_SECONDS) -> None:
+        self.interval = interval
+        self.last_heard = time.monotonic()
+        self.ping_sent_at: float | None = None
+
+    def heard(self) -> None:
+        self.last_heard, self.ping_sent_at = time.monotonic(), None
+
+    def should_ping(self) -> bool:
+        now = time.monotonic()
+        if self.ping_sent_at is not None:
+            if now - self.ping_sent_at > self.interval:
+                raise redis.ConnectionError(f"no answer to PING for {self.interval:.0f}s")
+            return False
+        if now - self.last_heard > self.interval:
+            self.ping_sent_at = now
+            return True
+        return False
+
+
+class Backoff:
+    """Exponential backoff with jitter, so restarted clients do not reconnect in lockstep."""
+
+    def __init__(self, first: float = 0.5, maximum: float = 10.0) -> None:
+        self.first, self.maximum = first, maximum
+        self.reset()
+
+    def reset(self) -> None:
+        self.current = self.first
+
+    def next_delay(self) -> float:
+        delay = self.current * random.uniform(0.8, 1.2)
+        self.current = min(self.current * 2, self.maximum)
+        return delay

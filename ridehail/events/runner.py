@@ -6,7 +6,6 @@ rebuilding, so a change committed in between is either in the database snapshot 
 arrives as a message (the version check makes both orders correct).
 """
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -15,31 +14,12 @@ import redis
 from django.db import Error as DatabaseError
 from django.db import close_old_connections
 
+from ridehail.events.connection import HEALTH_CHECK_SECONDS, Backoff, Heartbeat
 from ridehail.events.event import CHANNEL
 from ridehail.events.subscriber import DriverSetSubscriber
 
-# redis-py does not notice a silently dead Pub/Sub connection by itself
-# (redis/redis-py#1137, #2089): after this long without traffic we PING, and a PING
-# unanswered for as long again means the connection is dead.
-HEALTH_CHECK_SECONDS = 5.0
 POLL_SECONDS = 1.0  # how long one read blocks: bounds how late a stop request is seen
-_PING_PAYLOAD = b"ridehail-health"
-
-
-class Backoff:
-    """Exponential backoff with jitter, so restarted workers do not reconnect in lockstep."""
-
-    def __init__(self, first: float = 0.5, maximum: float = 10.0) -> None:
-        self.first, self.maximum = first, maximum
-        self.reset()
-
-    def reset(self) -> None:
-        self.current = self.first
-
-    def next_delay(self) -> float:
-        delay = self.current * random.uniform(0.8, 1.2)
-        self.current = min(self.current * 2, self.maximum)
-        return delay
+PING_PAYLOAD = b"ridehail-health"
 
 
 class PubSubRunner:
@@ -98,19 +78,14 @@ class PubSubRunner:
         raise redis.TimeoutError(f"no confirmation of SUBSCRIBE {CHANNEL}")
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
-        last_heard = time.monotonic()
-        ping_sent_at: float | None = None
+        heartbeat = Heartbeat()
         while not self.stop.is_set():
             message = pubsub.get_message(timeout=POLL_SECONDS)
-            now = time.monotonic()
             if message is None:
-                if ping_sent_at is not None and now - ping_sent_at > HEALTH_CHECK_SECONDS:
-                    raise redis.ConnectionError(f"no answer to PING for {HEALTH_CHECK_SECONDS:.0f}s")
-                if ping_sent_at is None and now - last_heard > HEALTH_CHECK_SECONDS:
-                    pubsub.ping(_PING_PAYLOAD)
-                    ping_sent_at = now
+                if heartbeat.should_ping():
+                    pubsub.ping(PING_PAYLOAD)
                 close_old_connections()
                 continue
-            last_heard, ping_sent_at = now, None
+            heartbeat.heard()
             if message["type"] == "message":
                 self.subscriber.handle_message(message["data"])
