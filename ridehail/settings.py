@@ -142,6 +142,8 @@ RIDEHAIL_STREAM_MAXLEN = env_int("RIDEHAIL_STREAM_MAXLEN", 100_000, minimum=1)
 # How long a request waits on Redis while publishing before it gives up (the change is
 # already committed; the request still succeeds).
 RIDEHAIL_PUBLISH_TIMEOUT = env_float("RIDEHAIL_PUBLISH_TIMEOUT", 0.5, minimum=0.01)
+# Events a dashboard socket may fall behind before it is closed (and resyncs on reconnect).
+RIDEHAIL_DASHBOARD_QUEUE_LIMIT = env_int("RIDEHAIL_DASHBOARD_QUEUE_LIMIT", 1000, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -133,6 +133,23 @@ def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
     return ManagedProcess([sys.executable, str(MANAGE_PY), *args], env={**child_env, **(env or {})})
 
 
+class AsgiServer(ManagedProcess):
+    """The production ASGI server (uvicorn) serving this project on a free port."""
+
+    def __init__(self, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, **(env or {})}
+        args = ["-m", "uvicorn", "ridehail.asgi:application", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__([sys.executable, *args, "--no-access-log"], env=child_env)
+
+    def start(self) -> "AsgiServer":
+        super().start()
+        self.wait_for_output("Application startup complete")
+        return self
+
+
 class RedisServer:
     """A throwaway redis-server on a free port, for tests that stop and restart Redis."""
 

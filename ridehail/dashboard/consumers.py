@@ -6,6 +6,7 @@ import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from ridehail.events.event import DriverStatusChanged
 from ridehail.events.fanout import FanoutUnavailable, process_fanout
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 # A browser this many events behind is not keeping up: close it and let it resync,
 # rather than let its backlog grow without bound.
-QUEUE_LIMIT = 1000
+QUEUE_LIMIT = settings.RIDEHAIL_DASHBOARD_QUEUE_LIMIT
 CLOSE_TOO_SLOW = 4008  # fell behind; reconnect for a fresh snapshot
 CLOSE_RESYNC = 4009  # events may have been missed (Redis reconnect); reconnect for a fresh snapshot
 CLOSE_UNAVAILABLE = 4503  # live updates cannot be guaranteed right now; retry later

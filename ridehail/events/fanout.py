@@ -117,6 +117,9 @@ class Fanout:
             heartbeat.heard()
             if message["type"] == "message":
                 self.deliver(message["data"])
+                # Let the sockets' forwarders run between messages: a burst read in one go
+                # must not fill every queue before any of them had a chance to send.
+                await asyncio.sleep(0)
 
 
 _fanouts: dict[asyncio.AbstractEventLoop, Fanout] = {}

@@ -1,0 +1,287 @@
+"""The live dashboard over a real ASGI server (uvicorn), real Redis and the test database."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import websockets
+from django.test import Client
+
+from conftest import make_user
+from ridehail.events.event import CHANNEL, DriverStatusChanged
+from ridehail.testing import AsgiServer, RedisServer
+from users.models import Role
+from users.services import set_driver_availability
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RECEIVE_TIMEOUT = 1.0  # the spec: every event reaches every dashboard within a second
+
+
+@pytest.fixture
+def server(redis_client) -> Iterator[AsgiServer]:
+    web = AsgiServer().start()
+    yield web
+    web.stop()
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def connect(server: AsgiServer, *, cookie: str | None, origin: str | None = "use-server", **kwargs: object):
+    headers = {}
+    if cookie:
+        headers["Cookie"] = cookie
+    if origin == "use-server":
+        origin = server.url
+    if origin:
+        headers["Origin"] = origin
+    return websockets.connect(f"{server.ws_url}/ws/dashboard/", additional_headers=headers, **kwargs)
+
+
+async def receive_json(socket: websockets.ClientConnection, timeout: float = RECEIVE_TIMEOUT) -> dict:
+    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
+
+
+def change(driver, available: bool) -> None:
+    set_driver_availability(driver_id=driver.id, available=available)
+
+
+# -- the page ---------------------------------------------------------------------------
+
+
+def test_dashboard_page_is_for_staff_only(client, rider, staff):
+    assert client.get("/dashboard/")["Location"] == "/accounts/login/?next=/dashboard/"
+    client.force_login(rider)
+    assert client.get("/dashboard/").status_code == 302
+    client.force_login(staff)
+    for path in ("/dashboard/", "/dashboard"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert b"dashboard/dashboard.js" in response.content
+
+
+def test_login_page_signs_staff_in_and_sends_them_to_the_dashboard(client, staff):
+    assert client.get("/accounts/login/?next=/dashboard/").status_code == 200
+    response = client.post(
+        "/accounts/login/", {"username": "operator", "password": "correct-horse-battery-staple", "next": "/dashboard/"}
+    )
+    assert response["Location"] == "/dashboard/"
+
+
+# -- who may connect ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persona", ["anonymous", "rider", "driver"])
+def test_non_staff_are_refused_before_any_data(server, persona):
+    cookie = None if persona == "anonymous" else session_cookie(make_user(persona, role=Role(persona)))
+
+    async def attempt() -> None:
+        async with connect(server, cookie=cookie):
+            pass
+
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        asyncio.run(attempt())
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("origin", [None, "http://evil.example", "http://127.0.0.1.evil.example:8000"])
+def test_a_missing_or_foreign_origin_is_refused(server, staff, origin):
+    cookie = session_cookie(staff)
+
+    async def attempt() -> None:
+        async with connect(server, cookie=cookie, origin=origin):
+            pass
+
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        asyncio.run(attempt())
+    assert refused.value.response.status_code == 403
+
+
+# -- what staff receive ---------------------------------------------------------------------
+
+
+def test_snapshot_first_then_each_event(server, staff, driver, other_driver):
+    change(driver, True)
+    cookie = session_cookie(staff)
+
+    async def scenario() -> tuple[dict, dict]:
+        async with connect(server, cookie=cookie) as socket:
+            snapshot = await receive_json(socket)
+            await asyncio.to_thread(change, other_driver, True)
+            return snapshot, await receive_json(socket)
+
+    snapshot, event = asyncio.run(scenario())
+    driver.refresh_from_db()
+    assert snapshot == {
+        "type": "snapshot",
+        "drivers": [
+            {
+                "driverId": str(driver.id),
+                "username": "driver",
+                "available": True,
+                "version": 1,
+                "timestamp": driver.status_changed_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            },
+            {
+                "driverId": str(other_driver.id),
+                "username": "other-driver",
+                "available": False,
+                "version": 0,
+                "timestamp": None,
+            },
+        ],
+    }
+    assert event["type"] == "driver-status-changed"
+    assert (event["driverId"], event["available"], event["version"]) == (str(other_driver.id), True, 1)
+    assert set(event) == {"type", "driverId", "available", "timestamp", "eventId", "version"}
+
+
+def test_every_dashboard_gets_every_event_exactly_once(server, staff, driver, other_driver):
+    cookie = session_cookie(staff)
+    changes = [(driver, True), (other_driver, True), (driver, False), (other_driver, False)] * 5
+
+    async def one_dashboard(ready: asyncio.Event, received: list[dict]) -> None:
+        async with connect(server, cookie=cookie) as socket:
+            await receive_json(socket)  # the snapshot
+            ready.set()
+            while len(received) < len(changes):
+                received.append(await receive_json(socket))
+            with pytest.raises(TimeoutError):  # and nothing after the last one
+                await receive_json(socket, timeout=0.3)
+
+    async def scenario() -> list[list[dict]]:
+        readies = [asyncio.Event() for _ in range(5)]
+        results: list[list[dict]] = [[] for _ in readies]
+        tasks = [asyncio.create_task(one_dashboard(r, out)) for r, out in zip(readies, results, strict=True)]
+        await asyncio.gather(*(ready.wait() for ready in readies))
+        for who, available in changes:
+            await asyncio.to_thread(change, who, available)
+        await asyncio.gather(*tasks)
+        return results
+
+    for received in asyncio.run(scenario()):
+        assert [(e["driverId"], e["available"]) for e in received] == [
+            (str(who.id), available) for who, available in changes
+        ]
+        assert len({e["eventId"] for e in received}) == len(changes)
+
+
+def test_a_message_published_straight_on_redis_reaches_the_dashboard(server, staff, driver, redis_client):
+    cookie = session_cookie(staff)
+    event = DriverStatusChanged(driver.id, True, datetime.now(UTC), uuid.uuid4(), 1)
+
+    async def scenario() -> dict:
+        async with connect(server, cookie=cookie) as socket:
+            await receive_json(socket)
+            redis_client.publish(CHANNEL, event.to_json())
+            return await receive_json(socket)
+
+    assert asyncio.run(scenario()) == {"type": "driver-status-changed", **event.to_dict()}
+
+
+def test_events_not_newer_than_the_snapshot_are_not_forwarded(server, staff, driver, redis_client):
+    change(driver, True)
+    change(driver, False)  # version 2 in the snapshot
+    cookie = session_cookie(staff)
+
+    def event(version: int) -> bytes:
+        return DriverStatusChanged(driver.id, version % 2 == 1, datetime.now(UTC), uuid.uuid4(), version).to_json()
+
+    async def scenario() -> dict:
+        async with connect(server, cookie=cookie) as socket:
+            await receive_json(socket)
+            for raw in (event(1), event(2), b"garbage", b'{"driverId": 1}', event(3)):
+                redis_client.publish(CHANNEL, raw)
+            return await receive_json(socket)
+
+    assert asyncio.run(scenario())["version"] == 3
+
+
+def test_what_a_client_sends_is_ignored(server, staff, driver):
+    cookie = session_cookie(staff)
+
+    async def scenario() -> dict:
+        async with connect(server, cookie=cookie) as socket:
+            await receive_json(socket)
+            for junk in ("hello", "{}", '{"type": "snapshot"}', b"\x00\x01binary"):
+                await socket.send(junk)
+            await asyncio.to_thread(change, driver, True)
+            return await receive_json(socket)
+
+    assert asyncio.run(scenario())["driverId"] == str(driver.id)
+
+
+def test_a_stuck_dashboard_is_closed_and_the_others_get_everything(redis_client, staff, driver):
+    web = AsgiServer(env={"RIDEHAIL_DASHBOARD_QUEUE_LIMIT": "50"}).start()
+    cookie = session_cookie(staff)
+    chunk, limit = 5_000, 200_000
+
+    def publish(first: int) -> None:
+        pipe = redis_client.pipeline(transaction=False)
+        for version in range(first, first + chunk):
+            event = DriverStatusChanged(driver.id, version % 2 == 1, datetime.now(UTC), uuid.uuid4(), version)
+            pipe.publish(CHANNEL, event.to_json())
+        pipe.execute()
+
+    async def scenario() -> tuple[int, int, int | None]:
+        # max_queue=1: the stuck client stops reading its socket. Publish until the kernel's
+        # buffers and then the server's queue for it are full; the healthy one reads along.
+        async with connect(web, cookie=cookie, max_queue=1) as stuck, connect(web, cookie=cookie) as healthy:
+            await receive_json(stuck)
+            await receive_json(healthy)
+            published = 0
+            while "fell 50 events behind" not in web.output and published < limit:
+                publish(published + 1)
+                for expected in range(published + 1, published + chunk + 1):
+                    assert (await receive_json(healthy, timeout=10))["version"] == expected
+                published += chunk
+            stuck_received = 0
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await receive_json(stuck, timeout=10)
+                    stuck_received += 1
+            return published, stuck_received, stuck.close_code
+
+    try:
+        published, stuck_received, close_code = asyncio.run(scenario())
+    finally:
+        web.stop()
+    assert published < limit, "the stuck dashboard was never closed"
+    assert close_code == 4008
+    assert stuck_received < published
+
+
+def test_dashboards_are_told_to_resync_when_redis_goes_away(redis_client, staff, settings):
+    own_redis = RedisServer().start()
+    web = AsgiServer(env={"REDIS_URL": own_redis.url}).start()
+    cookie = session_cookie(staff)
+
+    async def scenario() -> tuple[int | None, dict]:
+        async with connect(web, cookie=cookie) as socket:
+            await receive_json(socket)
+            own_redis.stop()
+            await asyncio.wait_for(socket.wait_closed(), timeout=10)
+            code = socket.close_code
+        own_redis.start()
+        for _ in range(100):  # the page retries with backoff; so does this
+            try:
+                async with connect(web, cookie=cookie) as again:
+                    return code, await receive_json(again, timeout=5)
+            except (websockets.ConnectionClosed, websockets.InvalidStatus, TimeoutError):
+                await asyncio.sleep(0.2)
+        raise AssertionError("no fresh snapshot after Redis came back")
+
+    try:
+        code, snapshot = asyncio.run(scenario())
+    finally:
+        web.stop()
+        own_redis.stop()
+    assert code == 4009
+    assert snapshot["type"] == "snapshot"
