@@ -24,6 +24,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 test: install lint
+	@scripts/ensure-chromium
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py check_services
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 

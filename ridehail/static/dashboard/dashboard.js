@@ -76,15 +76,25 @@
   function recordHistory() {
     const now = Date.now() / 1000;
     history.push([now, onlineCount()]);
-    while (history.length && history[0][0] < now - HISTORY_SECONDS) history.shift();
+    while (history.length > 1 && history[1][0] < now - HISTORY_SECONDS) history.shift();
+    drawChart(now);
+  }
+
+  // A step chart (the count changes in jumps) over the last minutes, at least one minute wide.
+  function drawChart(now) {
+    const span = Math.max(60, Math.min(HISTORY_SECONDS, now - history[0][0]));
     const max = Math.max(1, drivers.size);
-    const points = history.map(([t, count]) => {
-      const x = ((t - (now - HISTORY_SECONDS)) / HISTORY_SECONDS) * 300;
-      const y = 58 - (count / max) * 56;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
-    });
-    if (points.length) points.push(`300,${points[points.length - 1].split(",")[1]}`);
-    $("online-line").setAttribute("points", points.join(" "));
+    const x = (t) => Math.max(0, ((t - (now - span)) / span) * 300).toFixed(1);
+    const y = (count) => (58 - (count / max) * 54).toFixed(1);
+    let line = `M${x(history[0][0])},${y(history[0][1])}`;
+    for (let i = 1; i < history.length; i++) {
+      line += ` H${x(history[i][0])} V${y(history[i][1])}`;
+    }
+    line += " H300";
+    $("online-line").setAttribute("d", line);
+    $("online-area").setAttribute("d", `${line} V60 H${x(history[0][0])} Z`);
+    $("chart-max").textContent = max;
+    $("chart-span").textContent = span >= 120 ? `${Math.round(span / 60)} minutes` : `${Math.round(span)} seconds`;
   }
 
   function applySnapshot(message) {
