@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "channels",
     "ridehail",
+    "ridehail.events",
     "users",
     "rides",
     "locations",
@@ -142,6 +143,8 @@ RIDEHAIL_STREAM_MAXLEN = env_int("RIDEHAIL_STREAM_MAXLEN", 100_000, minimum=1)
 # How long a request waits on Redis while publishing before it gives up (the change is
 # already committed; the request still succeeds).
 RIDEHAIL_PUBLISH_TIMEOUT = env_float("RIDEHAIL_PUBLISH_TIMEOUT", 0.5, minimum=0.01)
+# How long published outbox rows are kept (seconds) before the relay prunes them.
+RIDEHAIL_OUTBOX_RETENTION = env_int("RIDEHAIL_OUTBOX_RETENTION", 86_400, minimum=0)
 # Events a dashboard socket may fall behind before it is closed (and resyncs on reconnect).
 RIDEHAIL_DASHBOARD_QUEUE_LIMIT = env_int("RIDEHAIL_DASHBOARD_QUEUE_LIMIT", 1000, minimum=1)
 

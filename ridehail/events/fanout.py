@@ -10,6 +10,7 @@ workers, several machines) delivers each event once to each of its own sockets.
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -30,8 +31,17 @@ class FanoutUnavailable(Exception):
     """Redis cannot be subscribed to right now: live updates would silently be missing."""
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event, prepared once for every socket: the ASGI message is shared, not copied."""
+
+    driver_id: str
+    version: int
+    message: dict[str, str]
+
+
 class Listener(Protocol):
-    def offer(self, event: DriverStatusChanged, frame: str) -> None:
+    def offer(self, delivery: Delivery) -> None:
         """Take one event without blocking (queue it or give up on it); never raises."""
 
     def resync(self) -> None:
@@ -66,8 +76,9 @@ class Fanout:
             logger.warning("dashboard: ignored message: %s: %r", exc, raw[:200])
             return
         frame = json.dumps({"type": EVENT_FRAME_TYPE, **event.to_dict()}, separators=(",", ":"))
+        delivery = Delivery(str(event.driver_id), event.version, {"type": "websocket.send", "text": frame})
         for listener in list(self.listeners):
-            listener.offer(event, frame)
+            listener.offer(delivery)
 
     async def _run(self) -> None:
         backoff = Backoff()

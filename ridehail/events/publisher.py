@@ -1,50 +1,94 @@
-"""Publishing driver status events to Redis, only ever after the database commit.
+"""Where every event is published: through the transactional outbox, after the commit.
 
-Each event goes to the Pub/Sub channel (live, at most once) and to the stream (durable,
-for consumer groups) in one pipelined round trip.
+`publish_on_commit()` writes the event into the outbox inside the caller's transaction
+and, once it commits, publishes it at once (the fast path). If Redis is down the row
+waits, and the outbox relay (ridehail/events/outbox.py) publishes it when Redis is back.
+Each event goes to the stream (durable) and the Pub/Sub channel (live) in one atomic
+script that runs at most once per event, so retries and concurrent relays can never put
+an event on the stream twice.
 """
 
 import logging
+import uuid
 
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from redis.commands.core import Script
 
 from ridehail.events.connection import shared_redis
 from ridehail.events.event import CHANNEL, STREAM, STREAM_FIELD, DriverStatusChanged
+from ridehail.events.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
+# Long enough to cover a retry after a crash between publishing and marking the row.
+DEDUPE_SECONDS = 3600
+BATCH_SIZE = 500
 
-def publish(event: DriverStatusChanged, *, client: redis.Redis | None = None) -> None:
-    """Append the event to the stream and publish it on the channel; raises on Redis errors."""
-    payload = event.to_json()
-    pipe = (client or shared_redis()).pipeline(transaction=False)
-    # Stream first: a subscriber that reacts to the PUBLISH can already find the entry.
-    pipe.xadd(STREAM, {STREAM_FIELD: payload}, maxlen=settings.RIDEHAIL_STREAM_MAXLEN, approximate=True)
-    pipe.publish(CHANNEL, payload)
-    pipe.execute()
+# KEYS: stream, dedupe marker. ARGV: payload, maxlen, dedupe ttl, channel, stream field.
+_PUBLISH_ONCE = Script(
+    None,
+    b"""
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], ARGV[1])
+  redis.call('PUBLISH', ARGV[4], ARGV[1])
+  return 1
+end
+return 0
+""",
+)
 
 
 def publish_on_commit(event: DriverStatusChanged) -> None:
-    """Publish once the surrounding transaction commits; never if it rolls back.
+    """Record the event in the outbox now; publish it once the transaction commits.
 
     Publishing inside the transaction would let a worker read the database before the
     change is visible, or announce a change that is then rolled back.
     """
-    transaction.on_commit(lambda: _publish_or_log(event))
+    OutboxEvent.objects.create(
+        event_id=event.event_id, driver_id=event.driver_id, version=event.version, payload=event.to_json().decode()
+    )
+    transaction.on_commit(lambda: _publish_after_commit(event.driver_id))
 
 
-def _publish_or_log(event: DriverStatusChanged) -> None:
+def _publish_after_commit(driver_id: uuid.UUID) -> None:
     # The change is committed whatever happens here: a Redis outage must not turn the
-    # request into an error. Pub/Sub workers resync from the database when they reconnect.
+    # request into an error. The row stays pending and the relay publishes it later.
     try:
-        publish(event)
+        publish_pending(driver_id=driver_id)
     except redis.RedisError as exc:
-        logger.error(
-            "event %s (driver %s, version %s) not published: Redis error: %s",
-            event.event_id,
-            event.driver_id,
-            event.version,
-            exc,
-        )
+        pending = OutboxEvent.objects.filter(driver_id=driver_id, published_at__isnull=True)
+        pending.update(attempts=F("attempts") + 1, last_error=str(exc)[:500])
+        logger.warning("events of driver %s wait in the outbox (Redis: %s)", driver_id, exc)
+
+
+def publish_pending(*, driver_id: uuid.UUID | None = None, client: redis.Redis | None = None) -> int:
+    """Publish unpublished outbox rows (all, or one driver's) in commit order; returns how many.
+
+    A driver's older pending events always go out before its newer ones, whichever
+    process gets there first: each publishes every pending row of the driver in order.
+    """
+    pending = OutboxEvent.objects.filter(published_at__isnull=True).order_by("id")
+    if driver_id is not None:
+        pending = pending.filter(driver_id=driver_id)
+    rows = list(pending.values_list("id", "event_id", "payload")[:BATCH_SIZE])
+    if not rows:
+        return 0
+    pipe = (client or shared_redis()).pipeline(transaction=False)
+    for _, event_id, payload in rows:
+        publish_once(pipe, event_id=event_id, payload=payload)
+    pipe.execute()
+    OutboxEvent.objects.filter(id__in=[row_id for row_id, _, _ in rows]).update(published_at=timezone.now())
+    return len(rows)
+
+
+def publish_once(client: redis.Redis | redis.client.Pipeline, *, event_id: uuid.UUID, payload: str | bytes) -> None:
+    """XADD to the stream and PUBLISH on the channel, unless this event id already went out."""
+    _PUBLISH_ONCE(
+        keys=[STREAM, f"{STREAM}:published:{event_id}"],
+        args=[payload, settings.RIDEHAIL_STREAM_MAXLEN, DEDUPE_SECONDS, CHANNEL, STREAM_FIELD],
+        client=client,
+    )

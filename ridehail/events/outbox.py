@@ -1,0 +1,66 @@
+"""The outbox relay: publishes what the fast path could not, and prunes what went out.
+
+It runs as a thread inside every worker process (`run_subscriber`), so a committed event
+reaches Redis with nothing running but the web server, the workers and Redis. Several
+relays at once are safe: publishing is idempotent per event and ordered per driver.
+"""
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.db import Error as DatabaseError
+from django.db import close_old_connections
+from django.utils import timezone
+
+from ridehail.events.connection import Backoff
+from ridehail.events.models import OutboxEvent
+from ridehail.events.publisher import BATCH_SIZE, publish_pending
+
+logger = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 60.0
+
+
+def relay_once() -> int:
+    """Publish every pending row, batch after batch; returns how many went out."""
+    total = 0
+    while (published := publish_pending()) > 0:
+        total += published
+        if published < BATCH_SIZE:
+            break
+    if total:
+        logger.info("outbox: published %d pending event(s)", total)
+    return total
+
+
+def prune_published(*, older_than: timedelta) -> int:
+    deleted, _ = OutboxEvent.objects.filter(published_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+class OutboxRelay(threading.Thread):
+    def __init__(self, stop: threading.Event, *, interval: float = 1.0) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self.stop = stop
+        self.interval = interval
+        self.backoff = Backoff(first=interval, maximum=10.0)
+
+    def run(self) -> None:
+        delay, last_prune = 0.0, 0.0
+        while not self.stop.wait(delay):
+            close_old_connections()
+            try:
+                relay_once()
+                if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
+                    prune_published(older_than=timedelta(seconds=settings.RIDEHAIL_OUTBOX_RETENTION))
+                    last_prune = time.monotonic()
+                delay = self.interval
+                self.backoff.reset()
+            except (redis.RedisError, DatabaseError) as exc:
+                delay = self.backoff.next_delay()
+                logger.warning("outbox: relay failed (%s); retrying in %.1fs", exc, delay)
+        close_old_connections()
