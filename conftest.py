@@ -1,6 +1,6 @@
 """Shared fixtures: personas, API clients, real Redis and a listener on the event channel."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -9,12 +9,14 @@ from rest_framework.test import APIClient
 
 from locations.subscribers import TRACKED_DRIVERS
 from ridehail.events.connection import shared_redis
-from ridehail.events.event import DEAD_LETTER_STREAM, STREAM
-from ridehail.testing import ChannelListener
+from ridehail.events.event import CHANNEL, DEAD_LETTER_STREAM, STREAM
+from ridehail.testing import ChannelListener, ManagedProcess, manage_py
 from rides.subscribers import MATCHING_POOL
 from users.models import Role, User
 
 PASSWORD = "correct-horse-battery-staple"
+LISTENING = f"listening on {CHANNEL}"
+READING = f"reading {STREAM} as"
 
 
 @pytest.fixture
@@ -89,3 +91,19 @@ def rider_client(rider: User) -> APIClient:
 @pytest.fixture
 def staff_client(staff: User) -> APIClient:
     return client_for(staff)
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., ManagedProcess]]:
+    """Start `run_subscriber` processes on this test's database and Redis; wait until they listen."""
+    started: list[ManagedProcess] = []
+
+    def start(name: str, *options: str, env: dict[str, str] | None = None, ready: str | None = None) -> ManagedProcess:
+        worker = manage_py("run_subscriber", name, *options, env=env).start()
+        started.append(worker)
+        worker.wait_for_output(ready or (READING if "stream" in options else LISTENING))
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -81,12 +81,18 @@ class VersionedDriverSet:
 
     def apply(self, client: redis.Redis, state: DriverState) -> int | None:
         """Apply one change; returns None if applied, else the newer version already held."""
-        result = _APPLY(
-            keys=[self.key, self.versions_key],
-            args=[str(state.driver_id), "1" if state.available else "0", state.version],
-            client=client,
-        )
-        return None if result == -1 else int(result)
+        return self.apply_many(client, [state])[0]
+
+    def apply_many(self, client: redis.Redis, states: list[DriverState]) -> list[int | None]:
+        """`apply` for a batch in one round trip, in order: a driver's later change wins."""
+        pipe = client.pipeline(transaction=False)
+        for state in states:
+            _APPLY(
+                keys=[self.key, self.versions_key],
+                args=[str(state.driver_id), "1" if state.available else "0", state.version],
+                client=pipe,
+            )
+        return [None if result == -1 else int(result) for result in pipe.execute()]
 
     def merge(self, client: redis.Redis, states: Iterable[DriverState]) -> int:
         """Bring the set in line with the database; returns how many drivers are in it."""

@@ -13,7 +13,7 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.db import Error as DatabaseError
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from ridehail.events.connection import Backoff
@@ -63,4 +63,4 @@ class OutboxRelay(threading.Thread):
             except (redis.RedisError, DatabaseError) as exc:
                 delay = self.backoff.next_delay()
                 logger.warning("outbox: relay failed (%s); retrying in %.1fs", exc, delay)
-        close_old_connections()
+        connections.close_all()

@@ -1,18 +1,19 @@
-"""The Pub/Sub worker loop: subscribe, rebuild from the database, then handle messages.
+"""The worker loops. Both keep going through Redis and database outages, with backoff.
 
-Fire-and-forget means a message sent while the worker is away is gone, so after every
-(re)connect the worker rebuilds its state from the database. It subscribes *before*
-rebuilding, so a change committed in between is either in the database snapshot or
-arrives as a message (the version check makes both orders correct).
+`PubSubRunner`: fire-and-forget means a message sent while the worker is away is gone,
+so after every (re)connect it rebuilds its state from the database. It subscribes
+*before* rebuilding, so a change committed in between is either in the database
+snapshot or arrives as a message (the version check makes both orders correct).
+
+`StreamRunner` (ridehail/events/stream.py) reads the stream with a consumer group instead.
 """
 
 import threading
 import time
-from collections.abc import Callable
 
 import redis
 from django.db import Error as DatabaseError
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from ridehail.events.connection import HEALTH_CHECK_SECONDS, Backoff, Heartbeat
 from ridehail.events.event import CHANNEL
@@ -22,48 +23,48 @@ POLL_SECONDS = 1.0  # how long one read blocks: bounds how late a stop request i
 PING_PAYLOAD = b"ridehail-health"
 
 
-class PubSubRunner:
-    def __init__(
-        self,
-        subscriber: DriverSetSubscriber,
-        *,
-        subscribe_client: redis.Redis,
-        stop: threading.Event,
-        on_ready: Callable[[], None] | None = None,
-    ) -> None:
+class Runner:
+    """Runs `_run_connected` until stopped; an outage is logged, waited out and retried."""
+
+    def __init__(self, subscriber: DriverSetSubscriber, *, read_client: redis.Redis, stop: threading.Event) -> None:
         self.subscriber = subscriber
-        self.subscribe_client = subscribe_client
+        self.read_client = read_client  # dedicated to subscribing / blocking reads
         self.stop = stop
-        self.on_ready = on_ready
         self.logger = subscriber.logger
         self.backoff = Backoff()
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self._run_connected()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self._wait_before_retry("Redis unavailable", exc)
-            except DatabaseError as exc:
-                close_old_connections()
-                self._wait_before_retry("database unavailable", exc)
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._run_connected()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._wait_before_retry("Redis unavailable", exc)
+                except DatabaseError as exc:
+                    close_old_connections()
+                    self._wait_before_retry("database unavailable", exc)
+        finally:
+            connections.close_all()  # this thread's connections, when a runner runs in one
         self.logger.info("stopped")
+
+    def _run_connected(self) -> None:
+        raise NotImplementedError
 
     def _wait_before_retry(self, what: str, exc: Exception) -> None:
         delay = self.backoff.next_delay()
         self.logger.warning("%s (%s); retrying in %.1fs", what, exc, delay)
         self.stop.wait(delay)
 
+
+class PubSubRunner(Runner):
     def _run_connected(self) -> None:
-        pubsub = self.subscribe_client.pubsub()
+        pubsub = self.read_client.pubsub()
         try:
             self._subscribe(pubsub)
             close_old_connections()
             self.subscriber.rebuild()
             self.backoff.reset()
             self.logger.info("listening on %s", CHANNEL)
-            if self.on_ready:
-                self.on_ready()
             self._listen(pubsub)
         finally:
             pubsub.close()

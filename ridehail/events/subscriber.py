@@ -26,9 +26,10 @@ class DriverSetSubscriber:
     name: ClassVar[str]
     driver_set: ClassVar[VersionedDriverSet]
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        _registry[cls.name] = cls
+        if register:  # a test's variant of a subscriber passes register=False
+            _registry[cls.name] = cls
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -52,22 +53,37 @@ class DriverSetSubscriber:
 
     def handle(self, event: DriverStatusChanged) -> bool:
         """Apply one event; returns whether it changed anything."""
-        if not self._is_driver(event.driver_id):
-            self.logger.warning("ignored event %s: unknown driver %s", event.event_id, event.driver_id)
-            return False
-        state = DriverState(event.driver_id, event.available, event.version)
-        newer = self.driver_set.apply(self.redis, state)
-        if newer is not None:
-            self.logger.warning(
-                "ignored stale event %s: driver %s version %d, already at version %d",
-                event.event_id,
-                event.driver_id,
-                event.version,
-                newer,
-            )
-            return False
-        (self.on_added if event.available else self.on_removed)(event.driver_id)
-        return True
+        return self.handle_batch([event]) == 1
+
+    def handle_batch(self, events: list[DriverStatusChanged]) -> int:
+        """Apply events in order, in one Redis round trip; returns how many changed something.
+
+        Unknown drivers and stale versions are logged and skipped: they are handled, not failed.
+        """
+        known = [event for event in events if self._is_known_driver(event)]
+        if not known:
+            return 0
+        states = [DriverState(event.driver_id, event.available, event.version) for event in known]
+        applied = 0
+        for event, newer in zip(known, self.driver_set.apply_many(self.redis, states), strict=True):
+            if newer is not None:
+                self.logger.warning(
+                    "ignored stale event %s: driver %s version %d, already at version %d",
+                    event.event_id,
+                    event.driver_id,
+                    event.version,
+                    newer,
+                )
+                continue
+            (self.on_added if event.available else self.on_removed)(event.driver_id)
+            applied += 1
+        return applied
+
+    def _is_known_driver(self, event: DriverStatusChanged) -> bool:
+        if self._is_driver(event.driver_id):
+            return True
+        self.logger.warning("ignored event %s: unknown driver %s", event.event_id, event.driver_id)
+        return False
 
     def rebuild(self) -> int:
         """Bring the set in line with the database; returns how many drivers are in it."""

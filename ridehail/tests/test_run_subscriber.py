@@ -1,36 +1,19 @@
 """`manage.py run_subscriber` as real processes, against real Redis and the test database."""
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from conftest import client_for
+from conftest import LISTENING, client_for
 from ridehail.events.connection import shared_redis
 from ridehail.events.event import CHANNEL
-from ridehail.testing import ManagedProcess, RedisServer, manage_py, wait_until
+from ridehail.testing import RedisServer, wait_until
 from rides.subscribers import MATCHING_POOL
 from users.services import set_driver_availability
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-LISTENING = f"listening on {CHANNEL}"
-
-
-@pytest.fixture
-def start_worker() -> Iterator[Callable[..., ManagedProcess]]:
-    started: list[ManagedProcess] = []
-
-    def start(name: str, *, env: dict[str, str] | None = None) -> ManagedProcess:
-        worker = manage_py("run_subscriber", name, env=env).start()
-        started.append(worker)
-        worker.wait_for_output(LISTENING)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def pool_api(staff) -> list[str]:

@@ -1,0 +1,95 @@
+"""The transactional outbox: nothing committed is lost, nothing is published twice, order per driver holds."""
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from conftest import client_for
+from ridehail.events.connection import shared_redis
+from ridehail.events.event import STREAM, STREAM_FIELD
+from ridehail.events.models import OutboxEvent
+from ridehail.events.outbox import prune_published, relay_once
+from ridehail.events.publisher import publish_pending
+from ridehail.testing import RedisServer, wait_until
+from users.services import set_driver_availability
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def stream_events(client) -> list[dict]:
+    return [json.loads(fields[STREAM_FIELD.encode()]) for _, fields in client.xrange(STREAM)]
+
+
+def test_a_change_and_its_outbox_row_commit_together_and_the_row_is_published_at_once(driver, redis_client):
+    change = set_driver_availability(driver_id=driver.id, available=True)
+
+    row = OutboxEvent.objects.get()
+    assert (row.event_id, row.driver_id, row.version) == (change.event_id, driver.id, 1)
+    assert row.published_at is not None
+    assert stream_events(redis_client) == [json.loads(row.payload)]
+
+
+def test_a_rolled_back_change_leaves_no_outbox_row(driver, redis_client):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        set_driver_availability(driver_id=driver.id, available=True)
+        raise RuntimeError("roll back")
+    assert not OutboxEvent.objects.exists()
+    assert redis_client.xlen(STREAM) == 0
+
+
+def test_publishing_a_row_twice_puts_it_on_the_stream_once(driver, redis_client):
+    set_driver_availability(driver_id=driver.id, available=True)
+    # As if the process died between XADD and marking the row: it is published again.
+    OutboxEvent.objects.update(published_at=None)
+
+    assert publish_pending() == 1
+
+    assert redis_client.xlen(STREAM) == 1
+    assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+
+def test_published_rows_are_pruned_after_the_retention(driver, redis_client):
+    set_driver_availability(driver_id=driver.id, available=True)
+    set_driver_availability(driver_id=driver.id, available=False)
+    OutboxEvent.objects.filter(version=1).update(published_at=timezone.now() - timedelta(days=2))
+
+    assert prune_published(older_than=timedelta(days=1)) == 1
+    assert list(OutboxEvent.objects.values_list("version", flat=True)) == [2]
+
+
+@pytest.fixture
+def own_redis(settings) -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    settings.REDIS_URL = server.url
+    shared_redis.cache_clear()
+    yield server
+    server.stop()
+    shared_redis.cache_clear()
+
+
+def test_changes_made_while_redis_is_down_reach_the_stream_in_order_exactly_once(
+    own_redis, driver, other_driver, start_worker
+):
+    worker = start_worker("rides", "--transport", "stream", env={"REDIS_URL": own_redis.url})
+    own_redis.stop()
+    clients = {driver.id: client_for(driver), other_driver.id: client_for(other_driver)}
+
+    responses = [clients[who].put("/api/users/driver-status") for who in [driver.id, other_driver.id] * 10]
+
+    assert [response.status_code for response in responses] == [200] * 20
+    assert OutboxEvent.objects.filter(published_at__isnull=True).count() == 20
+    own_redis.start()  # same port: the worker's relay publishes the backlog by itself
+    wait_until(lambda: shared_redis().xlen(STREAM) == 20, timeout=30, what="20 events on the stream")
+
+    events = stream_events(shared_redis())
+    assert len({event["eventId"] for event in events}) == 20
+    for who in clients:
+        versions = [event["version"] for event in events if event["driverId"] == str(who)]
+        assert versions == list(range(1, 11))  # per-driver commit order, none twice
+    wait_until(lambda: not OutboxEvent.objects.filter(published_at__isnull=True).exists(), what="outbox drained")
+    assert relay_once() == 0
+    worker.wait_for_output("outbox: published")

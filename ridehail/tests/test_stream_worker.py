@@ -1,0 +1,174 @@
+"""`run_subscriber --transport stream`: consumer groups, acknowledgements, claims, dead letters."""
+
+import json
+import signal
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from django.core.management import call_command
+
+from ridehail.events.connection import worker_redis
+from ridehail.events.event import DEAD_LETTER_STREAM, STREAM, STREAM_FIELD, DriverStatusChanged
+from ridehail.events.stream import StreamRunner
+from ridehail.testing import wait_until
+from rides.subscribers import MATCHING_POOL, MatchingPoolSubscriber
+from users.models import Role, User
+from users.services import set_driver_availability
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_drivers(count: int) -> list[User]:
+    # No passwords: hashing one takes a noticeable fraction of a second, and these never sign in.
+    return User.objects.bulk_create(
+        [User(username=f"driver-{n:03d}", role=Role.DRIVER, password="!") for n in range(count)]
+    )
+
+
+def online_in_database() -> list[str]:
+    return sorted(
+        str(pk) for pk in User.objects.filter(role=Role.DRIVER, is_available=True).values_list("id", flat=True)
+    )
+
+
+def group_info(client: redis.Redis, group: str = "rides") -> dict:
+    return next(g for g in client.xinfo_groups(STREAM) if g["name"] == group.encode())
+
+
+def all_acknowledged(client: redis.Redis, group: str = "rides") -> bool:
+    info = group_info(client, group)
+    return info["pending"] == 0 and info["lag"] == 0
+
+
+def test_events_made_while_no_worker_runs_are_handled_when_it_starts(start_worker, redis_client):
+    drivers = make_drivers(3)
+    for driver in drivers:
+        set_driver_availability(driver_id=driver.id, available=True)
+    set_driver_availability(driver_id=drivers[1].id, available=False)
+
+    worker = start_worker("rides", "--transport", "stream")
+
+    wait_until(lambda: all_acknowledged(redis_client), what="every entry acknowledged")
+    for driver in drivers:
+        worker.wait_for_output(f"driver {driver.id} added to matching pool")
+    worker.wait_for_output(f"driver {drivers[1].id} removed from matching pool")
+    assert MATCHING_POOL.members(redis_client) == online_in_database()
+
+
+def test_a_worker_killed_mid_stream_loses_nothing(start_worker, redis_client):
+    drivers = make_drivers(20)
+    for n in range(1000):
+        set_driver_availability(driver_id=drivers[n % 20].id)
+    assert redis_client.xlen(STREAM) == 1000
+    options = ("--transport", "stream", "--batch-size", "10", "--claim-idle", "1")
+
+    first = start_worker("rides", *options)
+    first.wait_for_output("matching pool", count=100, timeout=30)
+    first.signal(signal.SIGKILL)
+    first.wait_exit(timeout=5)
+    assert not all_acknowledged(redis_client)
+
+    start_worker("rides", *options)  # a new consumer: it must claim what the dead one held
+
+    wait_until(lambda: all_acknowledged(redis_client), timeout=60, what="every entry acknowledged")
+    assert MATCHING_POOL.members(redis_client) == online_in_database()
+
+
+def test_two_workers_in_one_group_handle_each_event_once(start_worker, redis_client):
+    drivers = make_drivers(200)
+    options = ("--transport", "stream", "--batch-size", "5")
+    workers = [start_worker("rides", *options), start_worker("rides", *options)]
+
+    for driver in drivers:
+        set_driver_availability(driver_id=driver.id, available=True)
+
+    wait_until(
+        lambda: all_acknowledged(redis_client) and group_info(redis_client)["entries-read"] == 200,
+        timeout=30,
+        what="200 entries read and acknowledged",
+    )
+    lines = [line for worker in workers for line in worker.output.splitlines() if "added to matching pool" in line]
+    handled = [line.split("driver ")[1].split(" added")[0] for line in lines]
+    assert sorted(handled) == sorted(str(driver.id) for driver in drivers)  # each exactly once
+    assert len(group_info(redis_client)["name"]) and len(redis_client.xinfo_consumers(STREAM, "rides")) == 2
+
+
+class FailsForOneDriver(MatchingPoolSubscriber, register=False):
+    """A handler whose work for one driver always fails (a bug, a downstream call that errors)."""
+
+    poisoned: uuid.UUID
+
+    def handle_batch(self, events: list[DriverStatusChanged]) -> int:
+        if any(event.driver_id == self.poisoned for event in events):
+            raise RuntimeError("simulated handler bug")
+        return super().handle_batch(events)
+
+
+def test_an_event_that_keeps_failing_goes_to_the_dead_letters_and_the_others_flow(redis_client):
+    poisoned, healthy = make_drivers(2)
+    FailsForOneDriver.poisoned = poisoned.id
+    stop = threading.Event()
+    runner = StreamRunner(
+        FailsForOneDriver(worker_redis()), read_client=worker_redis(), stop=stop, claim_idle=0.2, max_deliveries=3
+    )
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        set_driver_availability(driver_id=poisoned.id, available=True)
+        set_driver_availability(driver_id=healthy.id, available=True)
+        wait_until(lambda: redis_client.xlen(DEAD_LETTER_STREAM) == 1, timeout=20, what="a dead letter")
+        set_driver_availability(driver_id=healthy.id, available=False)
+        wait_until(lambda: all_acknowledged(redis_client), timeout=10, what="everything acknowledged")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+    [(_, dead)] = redis_client.xrange(DEAD_LETTER_STREAM)
+    assert json.loads(dead[STREAM_FIELD.encode()])["driverId"] == str(poisoned.id)
+    assert dead[b"error"] == b"handler failed 3 times"
+    assert dead[b"group"] == b"rides"
+    assert int(dead[b"deliveries"]) == 4
+    # The healthy driver's events kept flowing, in order, while the poisoned one was retried.
+    assert MATCHING_POOL.members(redis_client) == []
+    assert redis_client.hget(MATCHING_POOL.versions_key, str(healthy.id)) == b"2"
+
+
+def test_garbage_on_the_stream_is_dead_lettered_at_once(start_worker, redis_client):
+    driver = make_drivers(1)[0]
+    for garbage in ({STREAM_FIELD: b"\xff\xfe"}, {STREAM_FIELD: b"[]"}, {"other": b"x"}):
+        redis_client.xadd(STREAM, garbage)
+    worker = start_worker("rides", "--transport", "stream")
+
+    set_driver_availability(driver_id=driver.id, available=True)
+
+    worker.wait_for_output(f"driver {driver.id} added to matching pool")
+    wait_until(lambda: all_acknowledged(redis_client), what="everything acknowledged")
+    assert redis_client.xlen(DEAD_LETTER_STREAM) == 3
+
+
+def test_events_status_and_replay_dead(redis_client, capsys):
+    driver = make_drivers(1)[0]
+    set_driver_availability(driver_id=driver.id, available=True)
+    runner = StreamRunner(MatchingPoolSubscriber(worker_redis()), read_client=worker_redis(), stop=threading.Event())
+    runner.ensure_group()
+    event = DriverStatusChanged(driver.id, False, datetime.now(UTC), uuid.uuid4(), 2)
+    runner.dead_letter(b"0-1", event.to_json(), "handler failed 5 times", deliveries=6)
+
+    call_command("events", "status", "--json")
+    status = json.loads(capsys.readouterr().out)
+    assert status["stream"]["length"] == 1
+    assert status["stream"]["groups"][0]["name"] == "rides"
+    assert status["stream"]["groups"][0]["lag"] == 1
+    assert status["dead_letters"]["length"] == 1
+    assert status["outbox"] == {"pending": 0, "oldest_pending_age_s": None}
+
+    call_command("events", "replay-dead")
+    assert "1 dead letter(s) moved back" in capsys.readouterr().out
+    assert redis_client.xlen(DEAD_LETTER_STREAM) == 0
+    assert json.loads(redis_client.xrevrange(STREAM, count=1)[0][1][STREAM_FIELD.encode()])["version"] == 2
+
+    call_command("events", "status")
+    assert "group rides: pending 0, lag 2" in capsys.readouterr().out
