@@ -14,6 +14,10 @@ def driver_states() -> list[DriverState]:
     return [DriverState(driver_id, available, version) for driver_id, available, version in rows]
 
 
+def driver_ids() -> list[uuid.UUID]:
+    return list(User.objects.filter(role=Role.DRIVER).values_list("id", flat=True))
+
+
 def is_driver(driver_id: uuid.UUID) -> bool:
     return User.objects.filter(pk=driver_id, role=Role.DRIVER).exists()
 

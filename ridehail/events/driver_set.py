@@ -12,21 +12,29 @@ from dataclasses import dataclass
 import redis
 from redis.commands.core import Script
 
-# Loaded once per server and then called by SHA (EVALSHA).
-# KEYS: members set, versions hash. ARGV: driver id, "1"/"0", version.
+# Loaded once per server and then called by SHA (EVALSHA); one call applies a whole batch.
+# KEYS: members set, versions hash. ARGV: triples of driver id, "1"/"0", version.
+# Returns, per triple, -1 if applied or else the newer version already held.
 _APPLY = Script(
     None,
     b"""
-local seen = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-local version = tonumber(ARGV[3])
-if version <= seen then return seen end
-redis.call('HSET', KEYS[2], ARGV[1], version)
-if ARGV[2] == '1' then
-  redis.call('SADD', KEYS[1], ARGV[1])
-else
-  redis.call('SREM', KEYS[1], ARGV[1])
+local results = {}
+for i = 1, #ARGV, 3 do
+  local driver, version = ARGV[i], tonumber(ARGV[i + 2])
+  local seen = tonumber(redis.call('HGET', KEYS[2], driver) or '0')
+  if version <= seen then
+    results[#results + 1] = seen
+  else
+    redis.call('HSET', KEYS[2], driver, version)
+    if ARGV[i + 1] == '1' then
+      redis.call('SADD', KEYS[1], driver)
+    else
+      redis.call('SREM', KEYS[1], driver)
+    end
+    results[#results + 1] = -1
+  end
 end
-return -1
+return results
 """,
 )
 
@@ -84,25 +92,25 @@ class VersionedDriverSet:
         return self.apply_many(client, [state])[0]
 
     def apply_many(self, client: redis.Redis, states: list[DriverState]) -> list[int | None]:
-        """`apply` for a batch in one round trip, in order: a driver's later change wins."""
-        pipe = client.pipeline(transaction=False)
-        for state in states:
-            _APPLY(
-                keys=[self.key, self.versions_key],
-                args=[str(state.driver_id), "1" if state.available else "0", state.version],
-                client=pipe,
-            )
-        return [None if result == -1 else int(result) for result in pipe.execute()]
+        """`apply` for a batch, in order, in one script call: a driver's later change wins."""
+        if not states:
+            return []
+        results = _APPLY(keys=[self.key, self.versions_key], args=_triples(states), client=client)
+        return [None if result == -1 else int(result) for result in results]
 
     def merge(self, client: redis.Redis, states: Iterable[DriverState]) -> int:
         """Bring the set in line with the database; returns how many drivers are in it."""
-        args: list[str | int] = []
-        for state in states:
-            args += [str(state.driver_id), "1" if state.available else "0", state.version]
-        return int(_MERGE(keys=[self.key, self.versions_key], args=args, client=client))
+        return int(_MERGE(keys=[self.key, self.versions_key], args=_triples(states), client=client))
 
     def members(self, client: redis.Redis) -> list[str]:
         return sorted(member.decode() for member in client.smembers(self.key))
 
     def clear(self, client: redis.Redis) -> None:
         client.delete(self.key, self.versions_key)
+
+
+def _triples(states: Iterable[DriverState]) -> list[str | int]:
+    args: list[str | int] = []
+    for state in states:
+        args += [str(state.driver_id), "1" if state.available else "0", state.version]
+    return args

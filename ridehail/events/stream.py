@@ -46,6 +46,7 @@ class StreamRunner(Runner):
 
     def _run_connected(self) -> None:
         self.ensure_group()
+        self.subscriber.load_known_drivers()
         self.backoff.reset()
         self.logger.info("reading %s as %s/%s", STREAM, self.group, self.consumer)
         next_claim = 0.0

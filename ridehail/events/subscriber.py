@@ -95,6 +95,12 @@ class DriverSetSubscriber:
         self.logger.info("rebuilt from the database: %d of %d drivers in %s", in_set, len(states), self.driver_set.key)
         return in_set
 
+    def load_known_drivers(self) -> None:
+        """Fill the known-driver cache in one query, so handling events needs none."""
+        from users.selectors import driver_ids
+
+        self._known_drivers = set(driver_ids())
+
     def _is_driver(self, driver_id: uuid.UUID) -> bool:
         # The cache is filled by rebuild(); only a driver registered since costs a query.
         if driver_id in self._known_drivers:

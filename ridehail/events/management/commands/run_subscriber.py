@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ridehail.events.connection import worker_redis
 from ridehail.events.outbox import OutboxRelay
-from ridehail.events.runner import PubSubRunner, Runner
+from ridehail.events.runner import PubSubRunner, Runner, lean_log_records
 from ridehail.events.stream import StreamRunner
 from ridehail.events.subscriber import subscriber_classes
 
@@ -49,6 +49,7 @@ class Command(BaseCommand):
         if options["claim_idle"] <= 0 or options["max_deliveries"] < 1 or options["batch_size"] < 1:
             raise CommandError("--claim-idle must be > 0, --max-deliveries and --batch-size at least 1")
         stop = stop_on_signals()
+        lean_log_records()
         subscriber = classes[name](worker_redis())
         runner: Runner
         if transport == "stream":
