@@ -74,11 +74,20 @@ WSGI_APPLICATION = "ridehail.wsgi.application"
 ASGI_APPLICATION = "ridehail.asgi.application"
 
 
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20, minimum=1)  # PostgreSQL connections per process
+
+
 def _database_from_url(url: str) -> dict:
     try:
         config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except Exception as exc:  # dj-database-url raises plain exceptions for unknown schemes
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} cannot be parsed: {exc}") from exc
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # A connection pool, not persistent connections: under ASGI each request runs its
+        # sync code in a thread of its own, and persistent connections piled up one per
+        # thread until PostgreSQL refused more ("too many clients", bench/put_status.py).
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {"pool": {"min_size": 2, "max_size": DATABASE_POOL_SIZE, "timeout": 10}}
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # IMMEDIATE takes the write lock when the transaction starts, so concurrent status
         # changes queue up instead of failing with "database is locked" halfway through.
