@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -107,3 +108,13 @@ def start_worker() -> Iterator[Callable[..., ManagedProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Close PostgreSQL's connection pool before the test database is dropped (it holds connections open)."""
+    yield
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()

@@ -4,6 +4,10 @@ from django.urls import include, path
 from ridehail import health
 from ridehail.api import optional_slash_path
 
+# The admin's "View site" link leads operators to the live dashboard.
+admin.site.site_url = "/dashboard/"
+admin.site.site_header = "ridehail operations"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     optional_slash_path("healthz", health.healthz, name="healthz"),

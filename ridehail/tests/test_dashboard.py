@@ -285,3 +285,35 @@ def test_dashboards_are_told_to_resync_when_redis_goes_away(redis_client, staff,
         own_redis.stop()
     assert code == 4009
     assert snapshot["type"] == "snapshot"
+
+
+def test_the_admin_links_to_the_dashboard(client, staff):
+    staff.is_superuser = True
+    staff.save(update_fields=["is_superuser"])
+    client.force_login(staff)
+    assert b'href="/dashboard/"' in client.get("/admin/").content
+
+
+def test_each_web_process_delivers_each_event_once_to_its_own_dashboards(server, staff, driver):
+    second = AsgiServer().start()  # another web process, no load balancer: its own port
+    cookie = session_cookie(staff)
+
+    async def scenario() -> list[list[dict]]:
+        async with connect(server, cookie=cookie) as first_socket, connect(second, cookie=cookie) as second_socket:
+            sockets = [first_socket, second_socket]
+            for socket in sockets:
+                await receive_json(socket)
+            for available in (True, False, True):
+                await asyncio.to_thread(change, driver, available)
+            received = [[await receive_json(socket) for _ in range(3)] for socket in sockets]
+            for socket in sockets:
+                with pytest.raises(TimeoutError):
+                    await receive_json(socket, timeout=0.3)
+            return received
+
+    try:
+        received = asyncio.run(scenario())
+    finally:
+        second.stop()
+    for events in received:
+        assert [event["version"] for event in events] == [1, 2, 3]
