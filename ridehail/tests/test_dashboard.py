@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 import websockets
+from django.db import connections
 from django.test import Client
 
 from conftest import make_user
@@ -51,6 +52,18 @@ async def receive_json(socket: websockets.ClientConnection, timeout: float = REC
 
 def change(driver, available: bool) -> None:
     set_driver_availability(driver_id=driver.id, available=available)
+
+
+async def change_soon(driver, available: bool) -> None:
+    """`change` from async code: in a thread, whose database connection is closed afterwards."""
+
+    def change_and_close() -> None:
+        try:
+            change(driver, available)
+        finally:
+            connections.close_all()
+
+    await asyncio.to_thread(change_and_close)
 
 
 # -- the page ---------------------------------------------------------------------------
@@ -114,7 +127,7 @@ def test_snapshot_first_then_each_event(server, staff, driver, other_driver):
     async def scenario() -> tuple[dict, dict]:
         async with connect(server, cookie=cookie) as socket:
             snapshot = await receive_json(socket)
-            await asyncio.to_thread(change, other_driver, True)
+            await change_soon(other_driver, True)
             return snapshot, await receive_json(socket)
 
     snapshot, event = asyncio.run(scenario())
@@ -162,7 +175,7 @@ def test_every_dashboard_gets_every_event_exactly_once(server, staff, driver, ot
         tasks = [asyncio.create_task(one_dashboard(r, out)) for r, out in zip(readies, results, strict=True)]
         await asyncio.gather(*(ready.wait() for ready in readies))
         for who, available in changes:
-            await asyncio.to_thread(change, who, available)
+            await change_soon(who, available)
         await asyncio.gather(*tasks)
         return results
 
@@ -212,7 +225,7 @@ def test_what_a_client_sends_is_ignored(server, staff, driver):
             await receive_json(socket)
             for junk in ("hello", "{}", '{"type": "snapshot"}', b"\x00\x01binary"):
                 await socket.send(junk)
-            await asyncio.to_thread(change, driver, True)
+            await change_soon(driver, True)
             return await receive_json(socket)
 
     assert asyncio.run(scenario())["driverId"] == str(driver.id)
@@ -304,7 +317,7 @@ def test_each_web_process_delivers_each_event_once_to_its_own_dashboards(server,
             for socket in sockets:
                 await receive_json(socket)
             for available in (True, False, True):
-                await asyncio.to_thread(change, driver, available)
+                await change_soon(driver, available)
             received = [[await receive_json(socket) for _ in range(3)] for socket in sockets]
             for socket in sockets:
                 with pytest.raises(TimeoutError):
