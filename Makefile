@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Tests use Redis database 15 unless told otherwise, so they never touch `make run`'s data.
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "ridehail needs Python 3.11 or newer (PYTHON=...)")'
@@ -27,6 +27,11 @@ test: install lint
 	@scripts/ensure-chromium
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py check_services
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Every benchmark in bench/, project vs raw anchor in the same run; writes BENCHMARKS.md.
+# Quick by default (a few minutes); `make bench ARGS=--full` for the long runs.
+bench: install
+	$(PY) -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-db.sqlite3

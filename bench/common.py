@@ -33,11 +33,25 @@ def wait_port(port: int, timeout: float = 30) -> None:
 class PrivateRedis:
     """A redis-server of the benchmark's own, so nothing else on the machine shares its channel."""
 
+    def __init__(self, *extra_args: str) -> None:
+        self.extra_args = list(extra_args)
+
     def __enter__(self) -> "PrivateRedis":
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *self.extra_args,
+            ],
             stdout=subprocess.DEVNULL,
         )
         wait_port(self.port)

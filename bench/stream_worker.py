@@ -5,12 +5,10 @@ same invocation, alternating. The project's side is `StreamRunner` exactly as
 `run_subscriber rides --transport stream` runs it: validation, known-driver check,
 versioned apply in Redis (pipelined Lua), one log line per event, acknowledgement.
 
-    .venv/bin/python -m bench.stream_worker [--events 100000] [--rounds 3]
+    .venv/bin/python -m bench.stream_worker [--events 50000] [--rounds 3] [--full]
 """
 
-import argparse
 import json
-import logging
 import threading
 import time
 import uuid
@@ -19,8 +17,10 @@ from datetime import UTC, datetime
 import redis
 
 from bench.common import PrivateRedis, median, temp_sqlite_url
-from bench.django_env import setup_django
+from bench.django_env import make_drivers, quiet_worker_logs, setup_django
+from bench.report import Progress, Section, Target, cli, markdown_table, progress
 
+COMMAND = ".venv/bin/python -m bench.stream_worker"
 BATCH = 100
 DRIVERS = 1000
 
@@ -76,40 +76,49 @@ def project_loop(client: redis.Redis, events: int) -> float:
     return events / elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def run(
+    *, full: bool = False, events: int | None = None, rounds: int | None = None, report: Progress = progress
+) -> Section:
+    events = events or (200_000 if full else 50_000)
+    rounds = rounds or 3
     with PrivateRedis() as private_redis:
         setup_django(temp_sqlite_url(), private_redis.url)
-        # The worker logs one line per event, as in production; here the lines go to /dev/null.
-        handler = logging.StreamHandler(open("/dev/null", "w"))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        logging.getLogger("rides").handlers = [handler]
-        logging.getLogger("rides").propagate = False
-        from ridehail.events.runner import lean_log_records
-
-        lean_log_records()  # as run_subscriber does
-        from users.models import Role, User
-
-        drivers = User.objects.bulk_create(
-            [User(username=f"bench-{n}", role=Role.DRIVER, password="!") for n in range(DRIVERS)]
-        )
-        driver_ids = [driver.id for driver in drivers]
+        quiet_worker_logs("rides")
+        driver_ids = [driver.id for driver in make_drivers(DRIVERS)]
         results: dict[str, list[float]] = {"project": [], "raw": []}
-        for round_number in range(1, args.rounds + 1):
+        for round_number in range(1, rounds + 1):
             for name, loop in (("project", project_loop), ("raw", raw_loop)):
-                fill_stream(private_redis.client, driver_ids, args.events)
-                rate = loop(private_redis.client, args.events)
-                results[name].append(rate)
-                print(f"[round {round_number}] {name}: {rate:,.0f} events/s", flush=True)
+                fill_stream(private_redis.client, driver_ids, events)
+                results[name].append(loop(private_redis.client, events))
+            report(
+                f"stream worker: round {round_number}/{rounds}: project {results['project'][-1]:,.0f}/s, "
+                f"raw {results['raw'][-1]:,.0f}/s"
+            )
     project, raw = median(results["project"]), median(results["raw"])
-    print("\n| path | events/s (median) | ratio (project ÷ raw) | target |")
-    print("|---|---|---|---|")
-    print(f"| rides stream worker (handler, log, XACK) | {project:,.0f} | {project / raw:.2f} | ≥ 0.5 |")
-    print(f"| raw redis-py XREADGROUP + XACK | {raw:,.0f} | 1.00 | |")
+    ratio = project / raw
+    return Section(
+        title="Stream worker throughput",
+        command=f"{COMMAND} --events {events} --rounds {rounds}",
+        table=markdown_table(
+            ["path (batches of 100)", "events/s (median)", "ratio", "target"],
+            [
+                [
+                    "rides stream worker: parse, check, apply (one Lua call per batch), log, XACK",
+                    f"{project:,.0f}",
+                    f"{ratio:.2f}",
+                    "≥ 0.5",
+                ],
+                ["raw redis-py XREADGROUP + XACK", f"{raw:,.0f}", "1.00", ""],
+            ],
+        ),
+        notes=(
+            "The anchor does nothing per entry; the worker validates each event, applies it in Redis and "
+            "writes one log line per event (to /dev/null here). Without the log line the worker ran at "
+            "about 0.25 of the anchor in the same setup: the per-event Python work is the limit."
+        ),
+        targets=[Target("stream worker ÷ raw XREADGROUP + XACK", ratio, "≥ 0.5", ratio >= 0.5)],
+    )
 
 
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__, {"events": int, "rounds": int})

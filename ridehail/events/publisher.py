@@ -46,19 +46,31 @@ def publish_on_commit(event: DriverStatusChanged) -> None:
     """Record the event in the outbox now; publish it once the transaction commits.
 
     Publishing inside the transaction would let a worker read the database before the
-    change is visible, or announce a change that is then rolled back.
+    change is visible, or announce a change that is then rolled back. Call it in the
+    transaction that changes the driver, with the driver's row locked.
     """
-    OutboxEvent.objects.create(
+    pending = OutboxEvent.objects.filter(driver_id=event.driver_id, published_at__isnull=True)
+    # Decided under the driver's row lock: with nothing older waiting, this event can go out
+    # on its own right after the commit, without reading the outbox again.
+    older_events_wait = pending.exists()
+    row = OutboxEvent.objects.create(
         event_id=event.event_id, driver_id=event.driver_id, version=event.version, payload=event.to_json().decode()
     )
-    transaction.on_commit(lambda: _publish_after_commit(event.driver_id))
+    if older_events_wait:
+        transaction.on_commit(lambda: _publish_after_commit(event.driver_id))
+    else:
+        transaction.on_commit(lambda: _publish_after_commit(event.driver_id, only=row))
 
 
-def _publish_after_commit(driver_id: uuid.UUID) -> None:
+def _publish_after_commit(driver_id: uuid.UUID, *, only: OutboxEvent | None = None) -> None:
     # The change is committed whatever happens here: a Redis outage must not turn the
     # request into an error. The row stays pending and the relay publishes it later.
     try:
-        publish_pending(driver_id=driver_id)
+        if only is None:
+            publish_pending(driver_id=driver_id)
+        else:
+            publish_once(shared_redis(), event_id=only.event_id, payload=only.payload)
+            _mark_published([only.id])
     except redis.RedisError as exc:
         pending = OutboxEvent.objects.filter(driver_id=driver_id, published_at__isnull=True)
         pending.update(attempts=F("attempts") + 1, last_error=str(exc)[:500])
@@ -81,8 +93,12 @@ def publish_pending(*, driver_id: uuid.UUID | None = None, client: redis.Redis |
     for _, event_id, payload in rows:
         publish_once(pipe, event_id=event_id, payload=payload)
     pipe.execute()
-    OutboxEvent.objects.filter(id__in=[row_id for row_id, _, _ in rows]).update(published_at=timezone.now())
+    _mark_published([row_id for row_id, _, _ in rows])
     return len(rows)
+
+
+def _mark_published(row_ids: list[int]) -> None:
+    OutboxEvent.objects.filter(id__in=row_ids).update(published_at=timezone.now())
 
 
 def publish_once(client: redis.Redis | redis.client.Pipeline, *, event_id: uuid.UUID, payload: str | bytes) -> None:

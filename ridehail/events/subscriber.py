@@ -44,12 +44,17 @@ class DriverSetSubscriber:
 
     def handle_message(self, raw: bytes) -> bool:
         """Handle one raw message; anything invalid is logged and skipped, never raised."""
-        try:
-            event = DriverStatusChanged.from_json(raw)
-        except InvalidEvent as exc:
-            self.logger.warning("ignored message: %s: %r", exc, raw[:200])
-            return False
-        return self.handle(event)
+        return self.handle_messages([raw]) == 1
+
+    def handle_messages(self, raws: list[bytes]) -> int:
+        """Parse and apply raw messages in order; returns how many changed something."""
+        events = []
+        for raw in raws:
+            try:
+                events.append(DriverStatusChanged.from_json(raw))
+            except InvalidEvent as exc:
+                self.logger.warning("ignored message: %s: %r", exc, raw[:200])
+        return self.handle_batch(events) if events else 0
 
     def handle(self, event: DriverStatusChanged) -> bool:
         """Apply one event; returns whether it changed anything."""
