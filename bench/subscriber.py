@@ -2,7 +2,9 @@
 against a raw redis-py subscriber loop that only decodes the JSON; then zero loss at half the
 worker's maximum, sustained.
 
-A separate process floods the channel (pipelined PUBLISH). The worker runs in this process,
+A separate process floods the channel (pipelined PUBLISH) while the receiver holds still,
+so Redis buffers the whole flood for it; then the receiver is let go and its drain is timed.
+The worker runs in this process,
 as `run_subscriber` runs it: batched reads, validation, known-driver check, versioned apply
 in Redis, one log line per event (to /dev/null). The throughput runs use a Redis without an
 output-buffer limit, to measure the drain rate; the loss run keeps Redis's defaults.
@@ -25,13 +27,25 @@ IDLE_SECONDS = 3.0
 
 
 class Drain:
-    """Counts what arrives; done when `total` arrived or nothing came for IDLE_SECONDS."""
+    """Counts what arrives; done when `total` arrived or nothing came for IDLE_SECONDS.
 
-    def __init__(self, total: int) -> None:
+    For a drain-rate measurement the receiver holds still (`go` unset) while the flood fills
+    Redis's buffer for it, and the clock starts when it is let go.
+    """
+
+    def __init__(self, total: int, *, hold: bool) -> None:
         self.total, self.count = total, 0
         self.first = self.last = 0.0
+        self.go = threading.Event()
+        if not hold:
+            self.go.set()
+
+    def release(self) -> None:
+        self.first = time.perf_counter()
+        self.go.set()
 
     def seen(self, n: int) -> None:
+        self.go.wait()
         now = time.perf_counter()
         self.first = self.first or now
         self.last, self.count = now, self.count + n
@@ -54,10 +68,11 @@ def project_run(redis_url: str, drivers_file: str, total: int, rate: float = 0) 
     from ridehail.events.runner import PubSubRunner
     from rides.subscribers import MATCHING_POOL, MatchingPoolSubscriber
 
-    drain = Drain(total)
+    drain = Drain(total, hold=not rate)
 
     class Counting(MatchingPoolSubscriber, register=False):
         def handle_messages(self, raws: list[bytes]) -> int:
+            drain.go.wait()
             applied = super().handle_messages(raws)
             drain.seen(len(raws))
             return applied
@@ -72,6 +87,8 @@ def project_run(redis_url: str, drivers_file: str, total: int, rate: float = 0) 
         time.sleep(0.05)
     time.sleep(0.5)  # the rebuild after subscribing
     flood(redis_url, drivers_file, total, rate)
+    if not drain.go.is_set():
+        drain.release()
     drain.wait()
     stop.set()
     thread.join()
@@ -81,13 +98,14 @@ def project_run(redis_url: str, drivers_file: str, total: int, rate: float = 0) 
 def raw_run(redis_url: str, drivers_file: str, total: int) -> Drain:
     import redis
 
-    drain = Drain(total)
+    drain = Drain(total, hold=True)
     pubsub = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("driver-status-changed")
     ready = threading.Event()
 
     def loop() -> None:
         ready.set()
+        drain.go.wait()
         while drain.count < total and (not drain.last or time.perf_counter() - drain.last < IDLE_SECONDS):
             message = pubsub.get_message(timeout=0.5)
             if message:
@@ -99,6 +117,7 @@ def raw_run(redis_url: str, drivers_file: str, total: int) -> Drain:
     ready.wait()
     time.sleep(0.2)
     flood(redis_url, drivers_file, total)
+    drain.release()
     thread.join()
     pubsub.close()
     return drain
