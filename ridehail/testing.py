@@ -1,5 +1,6 @@
 """Helpers for tests that drive real processes, real Redis and a real database."""
 
+import asyncio
 import json
 import os
 import signal
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import websockets
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
+from django.test import Client
 
 from ridehail.events.event import CHANNEL
 
@@ -178,3 +181,41 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+# -- dashboard websockets ---------------------------------------------------------------
+
+RECEIVE_TIMEOUT = 1.0  # the spec: every event reaches every dashboard within a second
+
+
+def session_cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def connect(server: "AsgiServer", *, cookie: str | None, origin: str | None = "use-server", **kwargs: Any) -> Any:
+    headers = {}
+    if cookie:
+        headers["Cookie"] = cookie
+    if origin == "use-server":
+        origin = server.url
+    if origin:
+        headers["Origin"] = origin
+    return websockets.connect(f"{server.ws_url}/ws/dashboard/", additional_headers=headers, **kwargs)
+
+
+async def receive_json(socket: websockets.ClientConnection, timeout: float = RECEIVE_TIMEOUT) -> dict:
+    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
+
+
+async def change_soon(change: Callable[..., Any], *args: Any) -> None:
+    """Run database work from async code: in a thread, whose connection is closed afterwards."""
+
+    def change_and_close() -> None:
+        try:
+            change(*args)
+        finally:
+            connections.close_all()
+
+    await asyncio.to_thread(change_and_close)

@@ -1,25 +1,20 @@
 """The live dashboard over a real ASGI server (uvicorn), real Redis and the test database."""
 
 import asyncio
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import websockets
-from django.db import connections
-from django.test import Client
 
 from conftest import make_user
 from ridehail.events.event import CHANNEL, DriverStatusChanged
-from ridehail.testing import AsgiServer, RedisServer
+from ridehail.testing import AsgiServer, RedisServer, change_soon, connect, receive_json, session_cookie
 from users.models import Role
 from users.services import set_driver_availability
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-RECEIVE_TIMEOUT = 1.0  # the spec: every event reaches every dashboard within a second
 
 
 @pytest.fixture
@@ -29,41 +24,8 @@ def server(redis_client) -> Iterator[AsgiServer]:
     web.stop()
 
 
-def session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
-
-
-def connect(server: AsgiServer, *, cookie: str | None, origin: str | None = "use-server", **kwargs: object):
-    headers = {}
-    if cookie:
-        headers["Cookie"] = cookie
-    if origin == "use-server":
-        origin = server.url
-    if origin:
-        headers["Origin"] = origin
-    return websockets.connect(f"{server.ws_url}/ws/dashboard/", additional_headers=headers, **kwargs)
-
-
-async def receive_json(socket: websockets.ClientConnection, timeout: float = RECEIVE_TIMEOUT) -> dict:
-    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
-
-
 def change(driver, available: bool) -> None:
     set_driver_availability(driver_id=driver.id, available=available)
-
-
-async def change_soon(driver, available: bool) -> None:
-    """`change` from async code: in a thread, whose database connection is closed afterwards."""
-
-    def change_and_close() -> None:
-        try:
-            change(driver, available)
-        finally:
-            connections.close_all()
-
-    await asyncio.to_thread(change_and_close)
 
 
 # -- the page ---------------------------------------------------------------------------
@@ -127,7 +89,7 @@ def test_snapshot_first_then_each_event(server, staff, driver, other_driver):
     async def scenario() -> tuple[dict, dict]:
         async with connect(server, cookie=cookie) as socket:
             snapshot = await receive_json(socket)
-            await change_soon(other_driver, True)
+            await change_soon(change, other_driver, True)
             return snapshot, await receive_json(socket)
 
     snapshot, event = asyncio.run(scenario())
@@ -175,7 +137,7 @@ def test_every_dashboard_gets_every_event_exactly_once(server, staff, driver, ot
         tasks = [asyncio.create_task(one_dashboard(r, out)) for r, out in zip(readies, results, strict=True)]
         await asyncio.gather(*(ready.wait() for ready in readies))
         for who, available in changes:
-            await change_soon(who, available)
+            await change_soon(change, who, available)
         await asyncio.gather(*tasks)
         return results
 
@@ -225,7 +187,7 @@ def test_what_a_client_sends_is_ignored(server, staff, driver):
             await receive_json(socket)
             for junk in ("hello", "{}", '{"type": "snapshot"}', b"\x00\x01binary"):
                 await socket.send(junk)
-            await change_soon(driver, True)
+            await change_soon(change, driver, True)
             return await receive_json(socket)
 
     assert asyncio.run(scenario())["driverId"] == str(driver.id)
@@ -317,7 +279,7 @@ def test_each_web_process_delivers_each_event_once_to_its_own_dashboards(server,
             for socket in sockets:
                 await receive_json(socket)
             for available in (True, False, True):
-                await change_soon(driver, available)
+                await change_soon(change, driver, available)
             received = [[await receive_json(socket) for _ in range(3)] for socket in sockets]
             for socket in sockets:
                 with pytest.raises(TimeoutError):
