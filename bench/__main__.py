@@ -7,6 +7,7 @@ noisy, so only ratios measured side by side mean much. Quick by default (a few m
 """
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def machine() -> str:
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
     packages = ", ".join(f"{name} {version(name)}" for name in PACKAGES)
     return (
-        f"{cpu}, {len(__import__('os').sched_getaffinity(0))} cores, "
+        f"{cpu}, {os.cpu_count()} cores, "
         f"{memory_kib / 2**20:.0f} GiB; Python {platform.python_version()}, Redis {redis_version.removeprefix('v=')}; "
         f"{packages}"
     )
