@@ -19,7 +19,17 @@ from pathlib import Path
 from bench.report import Section, load_section, markdown_table, progress
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["publish", "put_status", "subscriber", "latency", "worker_memory", "stream_worker", "fanout"]
+BENCHMARKS = {
+    "publish": [],
+    "put_status": [],
+    "subscriber": [],
+    "latency": [],
+    "worker_memory": [],
+    "stream_worker": [],
+    "fanout": [],
+    # The same fan-out under daphne, to choose the production server on websockets too.
+    "fanout-daphne": ["--server", "daphne"],
+}
 PACKAGES = [
     "django",
     "djangorestframework",
@@ -93,13 +103,14 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="longer runs, more rounds")
     parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark; BENCHMARKS.md is left alone")
     args = parser.parse_args()
-    names = [args.only] if args.only else BENCHMARKS
+    names = [args.only] if args.only else list(BENCHMARKS)
     sections, failures = [], []
     for number, name in enumerate(names, 1):
         progress(f"benchmark {number}/{len(names)}: {name}")
         # Each in a process of its own: Django is set up once per process, on that benchmark's Redis.
         with tempfile.NamedTemporaryFile(suffix=".json") as result:
-            command = [sys.executable, "-m", f"bench.{name}", "--section-json", result.name]
+            module = name.split("-")[0]
+            command = [sys.executable, "-m", f"bench.{module}", *BENCHMARKS[name], "--section-json", result.name]
             if subprocess.run([*command, *(["--full"] if args.full else [])], cwd=ROOT).returncode == 0:
                 sections.append(load_section(result.name))
             else:  # one broken benchmark must not hide the others' figures

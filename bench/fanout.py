@@ -43,19 +43,22 @@ def prepare_project_database(database_url: str) -> str:
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
-def start_project(port: int, redis_url: str, database_url: str) -> subprocess.Popen:
+def start_project(port: int, redis_url: str, database_url: str, server: str = "uvicorn") -> subprocess.Popen:
     env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "RIDEHAIL_DASHBOARD_QUEUE_LIMIT": "100000"}
-    args = [
-        "-m",
-        "uvicorn",
-        "ridehail.asgi:application",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    return python(*args, env=env, stdout=subprocess.DEVNULL)
+    if server == "daphne":
+        args = ["-m", "daphne", "--port", str(port), "ridehail.asgi:application"]
+    else:
+        args = [
+            "-m",
+            "uvicorn",
+            "ridehail.asgi:application",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    return python(*args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_bare(port: int, redis_url: str) -> subprocess.Popen:
@@ -150,7 +153,7 @@ def measure(args: argparse.Namespace, report: Progress = progress) -> list[dict]
             for name in ("project", "bare"):
                 port = free_port()
                 if name == "project":
-                    server = start_project(port, private_redis.url, database_url)
+                    server = start_project(port, private_redis.url, database_url, args.server)
                     headers = [cookie, f"http://127.0.0.1:{port}"]
                 else:
                     server = start_bare(port, private_redis.url)
@@ -170,7 +173,7 @@ def measure(args: argparse.Namespace, report: Progress = progress) -> list[dict]
 
 
 def run(*, full: bool = False, report: Progress = progress, **overrides: float) -> Section:
-    args = argparse.Namespace(connections=1000, rate=20, seconds=30, rounds=3 if full else 1)
+    args = argparse.Namespace(connections=1000, rate=20, seconds=30, rounds=3 if full else 1, server="uvicorn")
     for key, value in overrides.items():
         if value is not None:
             setattr(args, key, value)
@@ -200,11 +203,12 @@ def run(*, full: bool = False, report: Progress = progress, **overrides: float) 
             ]
         )
         if check:
-            checks.append(Target(f"dashboard fan-out: {label}", ratio, target, check(ratio)))
+            checks.append(Target(f"dashboard fan-out ({args.server}): {label}", ratio, target, check(ratio)))
     return Section(
-        title=f"Dashboard fan-out: {args.connections:,} websockets, {args.rate:g} events/s",
+        title=f"Dashboard fan-out: {args.connections:,} websockets, {args.rate:g} events/s, {args.server}",
         command=f".venv/bin/python -m bench.fanout --connections {args.connections} --rate {args.rate:g} "
-        f"--seconds {args.seconds:g} --rounds {args.rounds}",
+        f"--seconds {args.seconds:g} --rounds {args.rounds}"
+        + (f" --server {args.server}" if args.server != "uvicorn" else ""),
         table=markdown_table(
             ["metric (median of rounds)", "project", "bare websockets", "ratio", "target"], table_rows
         ),
@@ -220,4 +224,4 @@ def run(*, full: bool = False, report: Progress = progress, **overrides: float) 
 
 
 if __name__ == "__main__":
-    cli(run, __doc__, {"connections": int, "rate": float, "seconds": float, "rounds": int})
+    cli(run, __doc__, {"connections": int, "rate": float, "seconds": float, "rounds": int, "server": str})

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conftest import PASSWORD, make_user
@@ -41,6 +42,8 @@ def browser(monkeypatch) -> Iterator[Browser]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+        # ORM calls made while Playwright's loop ran used connections of their own context.
+        connections.close_all()
 
 
 def toggle_through_the_api(server: AsgiServer, username: str) -> dict:
