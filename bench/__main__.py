@@ -66,7 +66,7 @@ def machine() -> str:
 
 def write(sections: list[Section], *, full: bool, failures: list[str]) -> None:
     summary = [
-        [t.name, f"{t.ratio:.2f}", t.target, "met" if t.met else "**missed**"]
+        [t.name, f"{t.ratio:.3f}", t.target, "met" if t.met else "**missed**"]
         for section in sections
         for t in section.targets
     ]
