@@ -20,6 +20,18 @@ LISTENING = f"listening on {CHANNEL}"
 READING = f"reading {STREAM} as"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttles() -> None:
+    """Throttle counters live in Redis and outlast a test: every test starts with none."""
+    client = shared_redis()
+    try:
+        keys = list(client.scan_iter("ridehail-cache:*throttle_*"))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass  # a test that stops Redis itself; nothing was counted then either
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The real Redis named by REDIS_URL, with ridehail's keys cleared around each test."""

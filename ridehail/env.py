@@ -5,6 +5,7 @@ instead of surfacing later as a confusing error deep inside Django or redis-py.
 """
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -56,3 +57,14 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+_RATE = re.compile(r"^[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as "20/minute" (DRF's throttle format)."""
+    value = os.environ.get(name, default).strip()
+    if not _RATE.match(value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 20/minute (per second, minute, hour or day)")
+    return value

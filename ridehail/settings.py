@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from ridehail.env import env_bool, env_float, env_int, env_list, env_str
+from ridehail.env import env_bool, env_float, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -139,6 +139,22 @@ REST_FRAMEWORK = {
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
+
+# Shared by every process (throttle counters must be): Redis, with short timeouts.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "ridehail-cache",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    },
+}
+
+# Request rates per scope ("N/second|minute|hour|day"); over the limit: 429 with Retry-After.
+RIDEHAIL_THROTTLE_RATES = {
+    "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),  # login and register, per client IP
+    "driver-status": env_rate("RIDEHAIL_THROTTLE_DRIVER_STATUS", "120/minute"),  # status changes, per driver
+}
 
 CHANNEL_LAYERS = {
     "default": {

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ridehail.throttling import AuthThrottle, DriverStatusThrottle
 from users.permissions import IsDriver
 from users.serializers import (
     DriverStatusUpdateSerializer,
@@ -20,12 +21,13 @@ from users.serializers import (
     driver_status_data,
     status_change_data,
 )
-from users.services import UsernameTaken, register_user, set_driver_availability
+from users.services import UsernameTaken, register_user, revoke_credentials, set_driver_availability
 
 
 class RegisterApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [AuthThrottle]
 
     def post(self, request: Request) -> Response:
         serializer = RegisterSerializer(data=request.data)
@@ -42,6 +44,7 @@ class RegisterApi(APIView):
 class LoginApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [AuthThrottle]
 
     def post(self, request: Request) -> Response:
         serializer = LoginSerializer(data=request.data)
@@ -57,6 +60,16 @@ class LoginApi(APIView):
         return Response({"token": token.key, "user": UserSerializer(user).data})
 
 
+class LogoutApi(APIView):
+    """Revokes the token the request was made with (a session is ended too)."""
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request) -> Response:
+        revoke_credentials(request._request, token=request.auth if isinstance(request.auth, Token) else None)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
@@ -66,6 +79,7 @@ class MeApi(APIView):
 
 class DriverStatusApi(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
+    throttle_classes = [DriverStatusThrottle]
 
     def get(self, request: Request) -> Response:
         return Response(driver_status_data(request.user))

@@ -4,9 +4,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth import logout
 from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from ridehail.events.event import DriverStatusChanged
 from ridehail.events.publisher import publish_on_commit
@@ -38,6 +41,13 @@ def register_user(*, username: str, password: str, role: Role) -> User:
     except IntegrityError:  # lost a race with another registration of the same name
         raise UsernameTaken(username) from None
     return user
+
+
+def revoke_credentials(request: HttpRequest, *, token: Token | None) -> None:
+    """Sign out: delete the API token (every client using it loses access) and end the session."""
+    if token is not None:
+        token.delete()
+    logout(request)
 
 
 def set_driver_availability(*, driver_id: uuid.UUID, available: bool | None = None) -> StatusChange:
