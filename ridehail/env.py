@@ -68,3 +68,16 @@ def env_rate(name: str, default: str) -> str:
     if not _RATE.match(value):
         raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 20/minute (per second, minute, hour or day)")
     return value
+
+
+def read_secret_file(name: str) -> str:
+    """The contents of the file named by variable `name` (Docker/Kubernetes secrets), stripped."""
+    path = os.environ[name]
+    try:
+        with open(path) as secret:
+            value = secret.read().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}={path!r} cannot be read: {exc.strerror}") from None
+    if not value:
+        raise ImproperlyConfigured(f"{name}={path!r} is empty")
+    return value

@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from ridehail.env import env_bool, env_float, env_int, env_list, env_rate, env_str
+from ridehail.env import env_bool, env_float, env_int, env_list, env_rate, env_str, read_secret_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -14,12 +14,26 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 # A development key is fine on a laptop; production must bring its own (checks.py warns).
 DEVELOPMENT_SECRET_KEY = "django-insecure-ridehail-development-key-do-not-use-in-production"
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and env_str("DJANGO_SECRET_KEY_FILE", ""):
+    SECRET_KEY = read_secret_file("DJANGO_SECRET_KEY_FILE")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
     SECRET_KEY = DEVELOPMENT_SECRET_KEY
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+
+# Behind HTTPS (DJANGO_HTTPS=1): redirect plain HTTP, secure cookies, HSTS. Off by default so
+# that `DJANGO_DEBUG=0 runserver` still works over plain HTTP on a laptop.
+HTTPS = env_bool("DJANGO_HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
+# A TLS-terminating proxy in front must set X-Forwarded-Proto (uvicorn --proxy-headers trusts it).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 
 INSTALLED_APPS = [
     "daphne",  # makes `runserver` an ASGI server: HTTP and websockets in one process
