@@ -18,6 +18,11 @@ def driver_ids() -> list[uuid.UUID]:
     return list(User.objects.filter(role=Role.DRIVER).values_list("id", flat=True))
 
 
+def active_staff_ids(user_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these users may still use the operator tools."""
+    return set(User.objects.filter(pk__in=user_ids, is_active=True, is_staff=True).values_list("pk", flat=True))
+
+
 def is_driver(driver_id: uuid.UUID) -> bool:
     return User.objects.filter(pk=driver_id, role=Role.DRIVER).exists()
 

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from ridehail.dashboard.access import process_access_watcher
 from ridehail.events.fanout import Delivery, FanoutUnavailable, process_fanout
 from users.selectors import dashboard_drivers
 
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 CLOSE_TOO_SLOW = 4008  # fell behind; reconnect for a fresh snapshot
 CLOSE_RESYNC = 4009  # events may have been missed (Redis reconnect); reconnect for a fresh snapshot
 CLOSE_UNAVAILABLE = 4503  # live updates cannot be guaranteed right now; retry later
+CLOSE_REVOKED = 4403  # the user is no longer active staff
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -36,7 +38,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.versions: dict[str, int] = {}
         self.forwarder: asyncio.Task | None = None
         self.closing = False
+        self.user_id = user.pk
         await self.accept()
+        process_access_watcher().watch(self)
         await self._start_live_updates()
 
     async def _start_live_updates(self) -> None:
@@ -69,6 +73,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     def resync(self) -> None:
         self._close_soon(CLOSE_RESYNC)
 
+    def revoke(self) -> None:
+        self._close_soon(CLOSE_REVOKED)
+
     def _close_soon(self, code: int) -> None:
         # Called from the fan-out, which must never wait on one socket.
         if not self.closing:
@@ -95,5 +102,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.closing = True
         if hasattr(self, "pending"):
             process_fanout().leave(self)
+            process_access_watcher().forget(self)
         if getattr(self, "forwarder", None):
             self.forwarder.cancel()

@@ -292,3 +292,23 @@ def test_each_web_process_delivers_each_event_once_to_its_own_dashboards(server,
         second.stop()
     for events in received:
         assert [event["version"] for event in events] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("revoke", ["deactivate", "remove staff"])
+def test_staff_who_lose_access_are_disconnected_within_seconds(server, staff, revoke):
+    cookie = session_cookie(staff)
+    field = "is_active" if revoke == "deactivate" else "is_staff"
+
+    def take_access_away() -> None:
+        setattr(staff, field, False)
+        staff.save(update_fields=[field])
+
+    async def scenario() -> int | None:
+        async with connect(server, cookie=cookie) as socket:
+            await receive_json(socket)
+            await change_soon(take_access_away)
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(socket.recv(), timeout=10)  # the check runs every 3 s by default
+            return socket.close_code
+
+    assert asyncio.run(scenario()) == 4403
