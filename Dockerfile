@@ -15,4 +15,5 @@ RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=collectstatic-only python manage.py collect
 USER ridehail
 
 EXPOSE 8000
-CMD ["uvicorn", "ridehail.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+# --ws-max-size: dashboards only listen; a client sending more than 64 KiB at once is closed (1009).
+CMD ["uvicorn", "ridehail.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--ws-max-size", "65536"]

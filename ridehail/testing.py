@@ -136,6 +136,9 @@ def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
     return ManagedProcess([sys.executable, str(MANAGE_PY), *args], env={**child_env, **(env or {})})
 
 
+WS_MAX_SIZE = 65536  # bytes per websocket message; the dashboard's clients never send anything
+
+
 class AsgiServer(ManagedProcess):
     """The production ASGI server (uvicorn) serving this project on a free port."""
 
@@ -144,7 +147,17 @@ class AsgiServer(ManagedProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, **(env or {})}
-        args = ["-m", "uvicorn", "ridehail.asgi:application", "--host", "127.0.0.1", "--port", str(self.port)]
+        args = [
+            "-m",
+            "uvicorn",
+            "ridehail.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ws-max-size",
+            str(WS_MAX_SIZE),
+        ]  # as the Dockerfile runs it
         super().__init__([sys.executable, *args, "--no-access-log"], env=child_env)
 
     def start(self) -> "AsgiServer":

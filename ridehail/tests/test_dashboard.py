@@ -312,3 +312,21 @@ def test_staff_who_lose_access_are_disconnected_within_seconds(server, staff, re
             return socket.close_code
 
     assert asyncio.run(scenario()) == 4403
+
+
+def test_an_oversized_frame_closes_only_that_socket(server, staff, driver):
+    cookie = session_cookie(staff)
+
+    async def scenario() -> tuple[int | None, dict]:
+        async with connect(server, cookie=cookie) as abuser, connect(server, cookie=cookie) as bystander:
+            await receive_json(abuser)
+            await receive_json(bystander)
+            await abuser.send("x" * 200_000)
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(abuser.recv(), timeout=5)
+            await change_soon(change, driver, True)
+            return abuser.close_code, await receive_json(bystander)
+
+    close_code, event = asyncio.run(scenario())
+    assert close_code == 1009  # message too big
+    assert event["driverId"] == str(driver.id)
