@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from locations.subscribers import TRACKED_DRIVERS
 from ridehail.events.connection import shared_redis
 from ridehail.events.event import CHANNEL, DEAD_LETTER_STREAM, STREAM
-from ridehail.testing import ChannelListener, ManagedProcess, manage_py
+from ridehail.testing import ChannelListener, ManagedProcess, RedisServer, manage_py
 from rides.subscribers import MATCHING_POOL
 from users.models import Role, User
 
@@ -42,6 +42,26 @@ def redis_client() -> Iterator[redis.Redis]:
     client.delete(*keys)
     yield client
     client.delete(*keys)
+
+
+@pytest.fixture
+def own_redis(settings) -> Iterator[RedisServer]:
+    """A Redis of this test's own, so it can be stopped and restarted; this process publishes to it too."""
+    server = RedisServer().start()
+    settings.REDIS_URL = server.url
+    shared_redis.cache_clear()
+    yield server
+    server.stop()
+    shared_redis.cache_clear()
+
+
+@pytest.fixture
+def redis_unreachable(settings) -> Iterator[None]:
+    """This process's Redis URL points where nothing listens (port 1)."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    shared_redis.cache_clear()
+    yield
+    shared_redis.cache_clear()
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ import os
 import subprocess
 import time
 import uuid
-from datetime import UTC, datetime
 
 import redis
 
 from bench.common import PrivateRedis, free_port, median, percentile, python, rss_bytes, temp_sqlite_url, wait_port
+from bench.flood import event
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 
 CLIENT_PROCESSES = 2  # one Python process cannot read 20k frames/s on its own
@@ -75,14 +75,7 @@ def publish_events(redis_client: redis.Redis, *, rate: float, seconds: float) ->
             time.sleep(delay)
         driver = drivers[n % len(drivers)]
         version = n // len(drivers) + 1
-        event = {
-            "driverId": str(driver),
-            "available": version % 2 == 1,
-            "eventId": str(uuid.uuid4()),
-            "version": version,
-            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        }
-        redis_client.publish("driver-status-changed", json.dumps(event, separators=(",", ":")))
+        redis_client.publish("driver-status-changed", event(str(driver), version))
     return total
 
 

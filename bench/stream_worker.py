@@ -8,16 +8,15 @@ versioned apply in Redis (pipelined Lua), one log line per event, acknowledgemen
     .venv/bin/python -m bench.stream_worker [--events 50000] [--rounds 3] [--full]
 """
 
-import json
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 
 import redis
 
 from bench.common import PrivateRedis, median, temp_sqlite_url
 from bench.django_env import make_drivers, quiet_worker_logs, setup_django
+from bench.flood import event
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 
 COMMAND = ".venv/bin/python -m bench.stream_worker"
@@ -30,14 +29,7 @@ def fill_stream(client: redis.Redis, driver_ids: list[uuid.UUID], events: int) -
     pipe = client.pipeline(transaction=False)
     for n in range(events):
         driver, version = driver_ids[n % len(driver_ids)], n // len(driver_ids) + 1
-        event = {
-            "driverId": str(driver),
-            "available": version % 2 == 1,
-            "eventId": str(uuid.uuid4()),
-            "version": version,
-            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        }
-        pipe.xadd("stream:driver-status-changed", {"event": json.dumps(event, separators=(",", ":"))})
+        pipe.xadd("stream:driver-status-changed", {"event": event(str(driver), version)})
         if n % 1000 == 999:
             pipe.execute()
     pipe.execute()

@@ -1,7 +1,6 @@
 """The transactional outbox: nothing committed is lost, nothing is published twice, order per driver holds."""
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from ridehail.events.event import STREAM, STREAM_FIELD
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import prune_published, relay_once
 from ridehail.events.publisher import publish_pending
-from ridehail.testing import RedisServer, wait_until
+from ridehail.testing import wait_until
 from users.services import set_driver_availability
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,16 +58,6 @@ def test_published_rows_are_pruned_after_the_retention(driver, redis_client):
 
     assert prune_published(older_than=timedelta(days=1)) == 1
     assert list(OutboxEvent.objects.values_list("version", flat=True)) == [2]
-
-
-@pytest.fixture
-def own_redis(settings) -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    settings.REDIS_URL = server.url
-    shared_redis.cache_clear()
-    yield server
-    server.stop()
-    shared_redis.cache_clear()
 
 
 def test_changes_made_while_redis_is_down_reach_the_stream_in_order_exactly_once(

@@ -1,7 +1,6 @@
 """`manage.py run_subscriber` as real processes, against real Redis and the test database."""
 
 import signal
-from collections.abc import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -9,7 +8,7 @@ from django.core.management import CommandError, call_command
 from conftest import LISTENING, client_for
 from ridehail.events.connection import shared_redis
 from ridehail.events.event import CHANNEL
-from ridehail.testing import RedisServer, wait_until
+from ridehail.testing import wait_until
 from rides.subscribers import MATCHING_POOL
 from users.services import set_driver_availability
 
@@ -72,17 +71,6 @@ def test_a_signal_stops_the_worker_cleanly_within_seconds(start_worker, redis_cl
 def test_unknown_subscriber_is_a_clear_error():
     with pytest.raises(CommandError, match="unknown subscriber 'billing'; choose from: locations, rides"):
         call_command("run_subscriber", "billing")
-
-
-@pytest.fixture
-def own_redis(settings) -> Iterator[RedisServer]:
-    """A Redis of this test's own, so it can be stopped; the web side publishes to it too."""
-    server = RedisServer().start()
-    settings.REDIS_URL = server.url
-    shared_redis.cache_clear()
-    yield server
-    server.stop()
-    shared_redis.cache_clear()
 
 
 def test_the_worker_recovers_by_itself_when_redis_restarts(start_worker, own_redis, driver):
