@@ -89,6 +89,7 @@ ASGI_APPLICATION = "ridehail.asgi.application"
 
 
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20, minimum=1)  # PostgreSQL connections per process
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 3.0, minimum=0.1)  # seconds to wait for one
 
 
 def _database_from_url(url: str) -> dict:
@@ -101,7 +102,9 @@ def _database_from_url(url: str) -> dict:
         # sync code in a thread of its own, and persistent connections piled up one per
         # thread until PostgreSQL refused more ("too many clients", bench/put_status.py).
         config["CONN_MAX_AGE"] = 0
-        config["OPTIONS"] = {"pool": {"min_size": 2, "max_size": DATABASE_POOL_SIZE, "timeout": 10}}
+        # A request waits at most DATABASE_POOL_TIMEOUT for a connection: with PostgreSQL
+        # down it fails with a 503 after that, instead of hanging.
+        config["OPTIONS"] = {"pool": {"min_size": 2, "max_size": DATABASE_POOL_SIZE, "timeout": DATABASE_POOL_TIMEOUT}}
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # IMMEDIATE takes the write lock when the transaction starts, so concurrent status
         # changes queue up instead of failing with "database is locked" halfway through.

@@ -1,20 +1,20 @@
 """Faults injected under running processes: Redis dropping a stalled subscriber, Redis slow."""
 
-import asyncio
 import signal
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
+import requests
+from django.db import connection
 
 from conftest import client_for
 from ridehail.events.connection import shared_redis
 from ridehail.events.event import CHANNEL, STREAM
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import relay_once
-from ridehail.testing import free_port, wait_until
+from ridehail.testing import AsgiServer, TcpProxy, child_database_url, wait_until
 from rides.subscribers import MATCHING_POOL
 from users.services import set_driver_availability
 
@@ -46,59 +46,9 @@ def test_a_stalled_subscriber_dropped_at_its_output_buffer_limit_resyncs(own_red
     wait_until(lambda: MATCHING_POOL.members(client) == [str(driver.id)], what="the pool rebuilt from the database")
 
 
-class SlowProxy:
-    """A TCP proxy to Redis that can add a delay to everything Redis sends back."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port, self.port = target_port, free_port()
-        self.delay = 0.0
-        self.writers: list[asyncio.StreamWriter] = []
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def start(self) -> "SlowProxy":
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(timeout=5)
-        return self
-
-    async def _serve(self) -> None:
-        self.server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
-
-    async def _connection(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers += [client_writer, redis_writer]
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slow: bool) -> None:
-            while data := await reader.read(65536):
-                if slow and self.delay:
-                    await asyncio.sleep(self.delay)
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
-        await asyncio.gather(
-            pipe(client_reader, redis_writer, False), pipe(redis_reader, client_writer, True), return_exceptions=True
-        )
-
-    def stop(self) -> None:
-        async def shut_down() -> None:
-            self.server.close()
-            for writer in self.writers:
-                writer.close()
-            pipes = asyncio.all_tasks() - {asyncio.current_task()}
-            for pipe in pipes:  # one may be sleeping out a delay
-                pipe.cancel()
-            await asyncio.gather(*pipes, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shut_down(), self.loop).result(timeout=5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
-
-
 @pytest.fixture
-def slow_redis(own_redis, settings) -> Iterator[SlowProxy]:
-    proxy = SlowProxy(own_redis.port).start()
+def slow_redis(own_redis, settings) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(own_redis.port).start()
     settings.REDIS_URL = f"redis://127.0.0.1:{proxy.port}/0"
     shared_redis.cache_clear()
     yield proxy
@@ -126,3 +76,47 @@ def test_a_slow_redis_does_not_hold_up_a_status_change_and_loses_nothing(slow_re
     direct = redis.Redis(port=own_redis.port)
     wait_until(lambda: direct.xlen(STREAM) >= 1, what="the event on the stream")
     assert direct.xlen(STREAM) == 1  # once, even though the slow attempt may have reached Redis
+
+
+def test_postgresql_going_away_means_503s_not_hangs_and_everything_recovers(redis_client, driver, start_worker):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://...")
+    port = int(connection.settings_dict["PORT"] or 5432)
+    proxy = TcpProxy(port).start()
+    through_proxy = child_database_url().replace(f":{port}/", f":{proxy.port}/")
+    web = AsgiServer(env={"DATABASE_URL": through_proxy}).start()
+    worker = start_worker("rides", env={"DATABASE_URL": through_proxy})
+    auth = {"Authorization": client_for(driver)._credentials["HTTP_AUTHORIZATION"]}
+
+    def timed(method: str, path: str) -> tuple[requests.Response, float]:
+        started = time.monotonic()
+        response = requests.request(method, f"{web.url}{path}", headers=auth, timeout=15)
+        return response, time.monotonic() - started
+
+    try:
+        assert requests.get(f"{web.url}/readyz", timeout=5).status_code == 200
+        proxy.cut()  # PostgreSQL is gone for everything behind the proxy
+
+        ready, ready_took = timed("GET", "/readyz")
+        change, change_took = timed("PUT", "/api/users/driver-status")
+        assert (ready.status_code, list(ready.json()["failed"])) == (503, ["database"])
+        assert change.status_code == 503
+        assert max(ready_took, change_took) < 5, "a request hung instead of failing"
+
+        proxy.restore()
+        wait_until(
+            lambda: requests.get(f"{web.url}/readyz", timeout=10).status_code == 200,
+            timeout=30,
+            interval=0.5,
+            what="/readyz to recover",
+        )
+        wait_until(
+            lambda: timed("PUT", "/api/users/driver-status")[0].status_code == 200,
+            timeout=30,
+            interval=0.5,
+            what="status changes to work again",
+        )
+        worker.wait_for_output(f"driver {driver.id} added to matching pool", timeout=30)
+    finally:
+        web.stop()
+        proxy.stop()
