@@ -1,11 +1,13 @@
 """The live dashboard over a real ASGI server (uvicorn), real Redis and the test database."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import redis
 import websockets
 
 from conftest import make_user
@@ -330,3 +332,31 @@ def test_an_oversized_frame_closes_only_that_socket(server, staff, driver):
     close_code, event = asyncio.run(scenario())
     assert close_code == 1009  # message too big
     assert event["driverId"] == str(driver.id)
+
+
+def test_dashboards_recover_within_seconds_when_redis_drops_their_subscription(own_redis, staff, driver):
+    web = AsgiServer(env={"REDIS_URL": own_redis.url}).start()
+    cookie = session_cookie(staff)
+
+    async def scenario() -> tuple[int | None, float, dict]:
+        async with connect(web, cookie=cookie) as socket:
+            await receive_json(socket)
+            own_redis_client = redis.Redis.from_url(own_redis.url)
+            own_redis_client.client_kill_filter(_type="pubsub")
+            await asyncio.wait_for(socket.wait_closed(), timeout=10)
+            code, lost_at = socket.close_code, time.monotonic()
+        await change_soon(change, driver, True)  # made while the page is away: the snapshot must show it
+        while True:
+            try:
+                async with connect(web, cookie=cookie) as again:
+                    return code, time.monotonic() - lost_at, await receive_json(again, timeout=5)
+            except (websockets.ConnectionClosed, websockets.InvalidStatus, TimeoutError):
+                await asyncio.sleep(0.2)
+
+    try:
+        code, took, snapshot = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    finally:
+        web.stop()
+    assert code == 4009
+    assert took < 5, f"a fresh snapshot took {took:.1f}s"
+    assert snapshot["drivers"][0]["available"] is True

@@ -1,6 +1,7 @@
 """`manage.py run_subscriber` as real processes, against real Redis and the test database."""
 
 import signal
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -79,9 +80,10 @@ def test_the_worker_recovers_by_itself_when_redis_restarts(start_worker, own_red
     own_redis.stop()
     worker.wait_for_output("Redis unavailable")
     set_driver_availability(driver_id=driver.id, available=True)  # committed; its event is lost
+    time.sleep(8)  # long enough for the backoff to reach its cap
     own_redis.start()
 
-    worker.wait_for_output(LISTENING, count=2, timeout=20)
+    worker.wait_for_output(LISTENING, count=2, timeout=5.5)  # back within about 5 s of Redis
     assert MATCHING_POOL.members(shared_redis()) == [str(driver.id)]  # rebuilt from the database
     set_driver_availability(driver_id=driver.id, available=False)
     worker.wait_for_output(f"driver {driver.id} removed from matching pool")
@@ -92,7 +94,7 @@ def test_the_worker_resubscribes_when_redis_drops_its_connection(start_worker, o
 
     shared_redis().client_kill_filter(_type="pubsub")
 
-    worker.wait_for_output(LISTENING, count=2, timeout=20)
+    worker.wait_for_output(LISTENING, count=2, timeout=5)
     set_driver_availability(driver_id=driver.id, available=True)
     worker.wait_for_output(f"driver {driver.id} added to matching pool")
     wait_until(lambda: MATCHING_POOL.members(shared_redis()) == [str(driver.id)], what="pool updated")
