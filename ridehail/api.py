@@ -6,6 +6,8 @@ from typing import Any
 import redis
 from django.db import InterfaceError, OperationalError
 from django.urls import URLPattern, re_path
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,6 +16,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from ridehail.events.connection import shared_redis
 from ridehail.events.driver_set import VersionedDriverSet
+from ridehail.schema import responses
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,13 @@ class DriverSetApi(APIView):
     permission_classes = [IsStaff]
     driver_set: VersionedDriverSet
 
+    @extend_schema(
+        responses=responses(
+            {200: inline_serializer("DriverIds", {"drivers": serializers.ListField(child=serializers.UUIDField())})},
+            401,
+            403,
+        )
+    )
     def get(self, request: Request) -> Response:
         return Response({"drivers": self.driver_set.members(shared_redis())})
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ridehail import health
 from ridehail.api import optional_slash_path
@@ -12,6 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     optional_slash_path("healthz", health.healthz, name="healthz"),
     optional_slash_path("readyz", health.readyz, name="readyz"),
+    optional_slash_path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    optional_slash_path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("ridehail.dashboard.urls")),
     path("", include("users.urls")),
     path("", include("rides.urls")),

@@ -2,6 +2,7 @@
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
@@ -10,13 +11,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ridehail.schema import responses
 from ridehail.throttling import AuthThrottle, DriverStatusThrottle
 from users.permissions import IsDriver
 from users.serializers import (
+    DriverStatusResponseSerializer,
     DriverStatusUpdateSerializer,
+    LoginResponseSerializer,
     LoginSerializer,
+    MeResponseSerializer,
     MeSerializer,
     RegisterSerializer,
+    StatusChangeResponseSerializer,
     UserSerializer,
     driver_status_data,
     status_change_data,
@@ -29,6 +35,7 @@ class RegisterApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AuthThrottle]
 
+    @extend_schema(request=RegisterSerializer, responses=responses({201: UserSerializer}, 400, 415, 429))
     def post(self, request: Request) -> Response:
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -46,6 +53,7 @@ class LoginApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AuthThrottle]
 
+    @extend_schema(request=LoginSerializer, responses=responses({200: LoginResponseSerializer}, 400, 401, 415, 429))
     def post(self, request: Request) -> Response:
         serializer = LoginSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -65,6 +73,7 @@ class LogoutApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(request=None, responses=responses({204: None}, 401, 403))
     def post(self, request: Request) -> Response:
         revoke_credentials(request._request, token=request.auth if isinstance(request.auth, Token) else None)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -73,6 +82,7 @@ class LogoutApi(APIView):
 class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=responses({200: MeResponseSerializer}, 401, 403))
     def get(self, request: Request) -> Response:
         return Response(MeSerializer(request.user).data)
 
@@ -81,9 +91,15 @@ class DriverStatusApi(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
     throttle_classes = [DriverStatusThrottle]
 
+    @extend_schema(responses=responses({200: DriverStatusResponseSerializer}, 401, 403))
     def get(self, request: Request) -> Response:
         return Response(driver_status_data(request.user))
 
+    @extend_schema(
+        request=DriverStatusUpdateSerializer,
+        responses=responses({200: StatusChangeResponseSerializer}, 400, 401, 403, 415, 429),
+        description='An empty body (or `{}`) toggles; `{"available": true|false}` sets.',
+    )
     def put(self, request: Request) -> Response:
         serializer = DriverStatusUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

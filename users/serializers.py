@@ -78,3 +78,30 @@ def status_change_data(change: StatusChange) -> dict[str, Any]:
 
 def _timestamp_or_none(moment: Any) -> str | None:
     return format_timestamp(moment) if moment else None
+
+
+# Response shapes, for the OpenAPI schema (the views build these bodies directly).
+
+
+class MeResponseSerializer(UserSerializer):
+    available = serializers.BooleanField(required=False, help_text="drivers only")
+
+    class Meta(UserSerializer.Meta):
+        fields = [*UserSerializer.Meta.fields, "available"]
+
+
+class LoginResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    user = UserSerializer()
+
+
+class DriverStatusResponseSerializer(serializers.Serializer):
+    driverId = serializers.UUIDField()
+    available = serializers.BooleanField()
+    timestamp = serializers.DateTimeField(allow_null=True, help_text="last change, null if never")
+    version = serializers.IntegerField(min_value=0)
+
+
+class StatusChangeResponseSerializer(DriverStatusResponseSerializer):
+    eventId = serializers.UUIDField(allow_null=True, help_text="null when nothing changed")
+    changed = serializers.BooleanField()
