@@ -13,7 +13,7 @@ import uuid
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 from redis.commands.core import Script
@@ -72,9 +72,19 @@ def _publish_after_commit(driver_id: uuid.UUID, *, only: OutboxEvent | None = No
             publish_once(shared_redis(), event_id=only.event_id, payload=only.payload)
             _mark_published([only.id])
     except redis.RedisError as exc:
-        pending = OutboxEvent.objects.filter(driver_id=driver_id, published_at__isnull=True)
-        pending.update(attempts=F("attempts") + 1, last_error=str(exc)[:500])
         logger.warning("events of driver %s wait in the outbox (Redis: %s)", driver_id, exc)
+        _record_failed_attempt(driver_id, exc)
+    except DatabaseError as exc:
+        # Published, but not marked: the relay republishes it, and the marker drops the copy.
+        logger.warning("events of driver %s not marked as published (database: %s)", driver_id, exc)
+
+
+def _record_failed_attempt(driver_id: uuid.UUID, exc: Exception) -> None:
+    pending = OutboxEvent.objects.filter(driver_id=driver_id, published_at__isnull=True)
+    try:
+        pending.update(attempts=F("attempts") + 1, last_error=str(exc)[:500])
+    except DatabaseError as db_exc:
+        logger.warning("could not record the failed attempt for driver %s: %s", driver_id, db_exc)
 
 
 def publish_pending(*, driver_id: uuid.UUID | None = None, client: redis.Redis | None = None) -> int:
