@@ -87,12 +87,8 @@ class VersionedDriverSet:
     def versions_key(self) -> str:
         return f"{self.key}:versions"
 
-    def apply(self, client: redis.Redis, state: DriverState) -> int | None:
-        """Apply one change; returns None if applied, else the newer version already held."""
-        return self.apply_many(client, [state])[0]
-
     def apply_many(self, client: redis.Redis, states: list[DriverState]) -> list[int | None]:
-        """`apply` for a batch, in order, in one script call: a driver's later change wins."""
+        """Apply changes in order, in one script call; per change, None if applied, else the newer version held."""
         if not states:
             return []
         results = _APPLY(keys=[self.key, self.versions_key], args=_triples(states), client=client)

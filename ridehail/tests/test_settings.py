@@ -15,16 +15,12 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([*MANAGE, *args], env={**base, **env}, capture_output=True, text=True, timeout=60)
 
 
+def check_deploy(**env: str) -> subprocess.CompletedProcess:
+    return manage("check", "--deploy", "--fail-level", "WARNING", DJANGO_DEBUG="0", DJANGO_HTTPS="1", **env)
+
+
 def test_check_deploy_is_clean_with_production_settings():
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DJANGO_DEBUG="0",
-        DJANGO_HTTPS="1",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-    )
+    result = check_deploy(DJANGO_SECRET_KEY=secrets.token_urlsafe(50))
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
@@ -32,15 +28,7 @@ def test_check_deploy_is_clean_with_production_settings():
 def test_the_secret_can_come_from_a_file(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text(secrets.token_urlsafe(50) + "\n")
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DJANGO_DEBUG="0",
-        DJANGO_HTTPS="1",
-        DJANGO_SECRET_KEY_FILE=str(secret_file),
-    )
+    result = check_deploy(DJANGO_SECRET_KEY_FILE=str(secret_file))
     assert result.returncode == 0, result.stderr
 
 
