@@ -10,10 +10,14 @@ from rest_framework.test import APIClient
 
 from locations.subscribers import TRACKED_DRIVERS
 from ridehail.events.connection import shared_redis
-from ridehail.events.event import CHANNEL, DEAD_LETTER_STREAM, STREAM
 from ridehail.testing import ChannelListener, ManagedProcess, RedisServer, manage_py
 from rides.subscribers import MATCHING_POOL
+from users.events import DRIVER_STATUS
 from users.models import Role, User
+
+CHANNEL = DRIVER_STATUS.channel
+DEAD_LETTER_STREAM = DRIVER_STATUS.dead_letters
+STREAM = DRIVER_STATUS.stream
 
 PASSWORD = "correct-horse-battery-staple"
 LISTENING = f"listening on {CHANNEL}"

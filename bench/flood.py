@@ -13,18 +13,11 @@ from datetime import UTC, datetime
 
 import redis
 
+from users.events import DriverStatusChanged
+
 
 def event(driver: str, version: int) -> bytes:
-    return json.dumps(
-        {
-            "driverId": driver,
-            "available": version % 2 == 1,
-            "eventId": str(uuid.uuid4()),
-            "version": version,
-            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        },
-        separators=(",", ":"),
-    ).encode()
+    return DriverStatusChanged(uuid.UUID(driver), version % 2 == 1, datetime.now(UTC), uuid.uuid4(), version).to_json()
 
 
 def main() -> None:

@@ -32,10 +32,10 @@ def main() -> None:
         setup_django(database_url, redis_url)
         quiet_worker_logs("rides")
         from ridehail.events.connection import worker_redis
-        from ridehail.events.runner import PubSubRunner
-        from rides.subscribers import MatchingPoolSubscriber
+        from ridehail.events.pubsub import PubSubRunner
+        from rides.subscribers import MatchingPoolHandler
 
-        class Timed(MatchingPoolSubscriber, register=False):
+        class Timed(MatchingPoolHandler):
             def handle_batch(self, events: list) -> int:
                 applied = super().handle_batch(events)
                 now = time.perf_counter()

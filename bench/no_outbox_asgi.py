@@ -9,15 +9,15 @@ from django.db import transaction
 
 from ridehail.asgi import application  # noqa: F401  (sets Django up)
 from ridehail.events.connection import shared_redis
-from ridehail.events.event import DriverStatusChanged
 from ridehail.events.publisher import publish_once
 from users import services
+from users.events import DRIVER_STATUS, DriverStatusChanged
 
 
 def publish_without_outbox(event: DriverStatusChanged) -> None:
     def publish() -> None:
         try:
-            publish_once(shared_redis(), event_id=event.event_id, payload=event.to_json())
+            publish_once(shared_redis(), topic=DRIVER_STATUS, event_id=event.event_id, payload=event.to_json())
         except redis.RedisError:
             pass  # without an outbox such an event is simply lost
 

@@ -19,7 +19,7 @@ COMMAND = ".venv/bin/python -m bench.publish"
 
 
 def _events(count: int) -> list:
-    from ridehail.events.event import DriverStatusChanged
+    from users.events import DriverStatusChanged
 
     driver = uuid.uuid4()
     return [DriverStatusChanged(driver, n % 2 == 1, datetime.now(UTC), uuid.uuid4(), n + 1) for n in range(count)]
@@ -27,10 +27,11 @@ def _events(count: int) -> list:
 
 def project_rate(client: redis.Redis, events: list) -> float:
     from ridehail.events.publisher import publish_once
+    from users.events import DRIVER_STATUS
 
     started = time.perf_counter()
     for event in events:
-        publish_once(client, event_id=event.event_id, payload=event.to_json())
+        publish_once(client, topic=DRIVER_STATUS, event_id=event.event_id, payload=event.to_json())
     return len(events) / (time.perf_counter() - started)
 
 

@@ -51,13 +51,11 @@ def raw_loop(client: redis.Redis, events: int) -> float:
 def project_loop(client: redis.Redis, events: int) -> float:
     from ridehail.events.connection import worker_redis
     from ridehail.events.stream import StreamRunner
-    from rides.subscribers import MATCHING_POOL, MatchingPoolSubscriber
+    from rides.subscribers import MATCHING_POOL, MatchingPoolHandler
 
     MATCHING_POOL.clear(client)
     stop = threading.Event()
-    runner = StreamRunner(
-        MatchingPoolSubscriber(worker_redis()), read_client=worker_redis(), stop=stop, batch_size=BATCH
-    )
+    runner = StreamRunner(MatchingPoolHandler(worker_redis()), read_client=worker_redis(), stop=stop, batch_size=BATCH)
     runner.ensure_group()
     runner.subscriber.load_known_drivers()
     started, done = time.perf_counter(), 0

@@ -65,16 +65,21 @@ def flood(redis_url: str, drivers_file: str, total: int, rate: float = 0) -> Non
 
 def project_run(redis_url: str, drivers_file: str, total: int, rate: float = 0) -> Drain:
     from ridehail.events.connection import worker_redis
-    from ridehail.events.runner import PubSubRunner
-    from rides.subscribers import MATCHING_POOL, MatchingPoolSubscriber
+    from ridehail.events.pubsub import PubSubRunner
+    from rides.subscribers import MATCHING_POOL, MatchingPoolHandler
 
     drain = Drain(total, hold=not rate)
 
-    class Counting(MatchingPoolSubscriber, register=False):
-        def handle_messages(self, raws: list[bytes]) -> int:
+    class Counting(MatchingPoolHandler):
+        def parse_messages(self, raws: list[bytes]) -> list:
             drain.go.wait()
-            applied = super().handle_messages(raws)
-            drain.seen(len(raws))
+            events = super().parse_messages(raws)
+            drain.seen(len(raws) - len(events))  # invalid ones are done here
+            return events
+
+        def handle_batch(self, events: list) -> int:
+            applied = super().handle_batch(events)
+            drain.seen(len(events))
             return applied
 
     client = worker_redis()

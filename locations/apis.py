@@ -1,5 +1,5 @@
 from locations.subscribers import TRACKED_DRIVERS
-from ridehail.api import DriverSetApi
+from users.apis import DriverSetApi
 
 
 class TrackingApi(DriverSetApi):

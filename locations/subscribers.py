@@ -1,14 +1,19 @@
-"""The locations worker: starts and stops tracking drivers as they go online and offline."""
+"""The locations worker: what `python manage.py run_subscriber locations` runs.
+
+| handler | topic | transport |
+|---|---|---|
+| `TrackingHandler`: which drivers are tracked (online) | `driver-status-changed` | `--transport` |
+"""
 
 import uuid
 
-from ridehail.events.driver_set import VersionedDriverSet
-from ridehail.events.subscriber import DriverSetSubscriber
+from ridehail.events.worker import Worker
+from users.driver_set import DriverSetHandler, VersionedDriverSet
 
 TRACKED_DRIVERS = VersionedDriverSet("locations:tracked-drivers")
 
 
-class TrackingSubscriber(DriverSetSubscriber):
+class TrackingHandler(DriverSetHandler):
     name = "locations"
     driver_set = TRACKED_DRIVERS
 
@@ -17,3 +22,6 @@ class TrackingSubscriber(DriverSetSubscriber):
 
     def on_removed(self, driver_id: uuid.UUID) -> None:
         self.logger.info("stopped tracking driver %s", driver_id)
+
+
+WORKER = Worker("locations", [TrackingHandler])

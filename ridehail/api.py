@@ -1,4 +1,4 @@
-"""Pieces every app's API shares: URL helper, staff permission, error mapping."""
+"""Pieces every app's API shares: the URL helper and the error mapping."""
 
 import logging
 from typing import Any
@@ -6,17 +6,8 @@ from typing import Any
 import redis
 from django.db import InterfaceError, OperationalError
 from django.urls import URLPattern, re_path
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
-from rest_framework.permissions import BasePermission
-from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
-
-from ridehail.events.connection import shared_redis
-from ridehail.events.driver_set import VersionedDriverSet
-from ridehail.schema import responses
 
 logger = logging.getLogger(__name__)
 
@@ -24,30 +15,6 @@ logger = logging.getLogger(__name__)
 def optional_slash_path(route: str, view: Any, *, name: str) -> URLPattern:
     """Match `route` with and without a trailing slash, without redirecting (a redirect loses a PUT body)."""
     return re_path(rf"^{route}/?$", view, name=name)
-
-
-class IsStaff(BasePermission):
-    message = "Only staff may see this."
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
-
-
-class DriverSetApi(APIView):
-    """The drivers a worker keeps in Redis: what the worker believes, not the database."""
-
-    permission_classes = [IsStaff]
-    driver_set: VersionedDriverSet
-
-    @extend_schema(
-        responses=responses(
-            {200: inline_serializer("DriverIds", {"drivers": serializers.ListField(child=serializers.UUIDField())})},
-            401,
-            403,
-        )
-    )
-    def get(self, request: Request) -> Response:
-        return Response({"drivers": self.driver_set.members(shared_redis())})
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

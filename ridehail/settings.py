@@ -74,7 +74,7 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -196,6 +196,8 @@ CHANNEL_LAYERS = {
 
 # Event machinery (ridehail/events/).
 RIDEHAIL_STREAM_MAXLEN = env_int("RIDEHAIL_STREAM_MAXLEN", 100_000, minimum=1)
+# How often every worker reconciles its state with the database (seconds).
+RIDEHAIL_RESYNC_SECONDS = env_float("RIDEHAIL_RESYNC_SECONDS", 300.0, minimum=0.1)
 # How long a request waits on Redis while publishing before it gives up (the change is
 # already committed; the request still succeeds).
 RIDEHAIL_PUBLISH_TIMEOUT = env_float("RIDEHAIL_PUBLISH_TIMEOUT", 0.5, minimum=0.01)

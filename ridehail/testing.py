@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import connection, connections
 from django.test import Client
 
-from ridehail.events.event import CHANNEL
+from users.events import DRIVER_STATUS
+
+CHANNEL = DRIVER_STATUS.channel
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 

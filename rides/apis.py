@@ -1,5 +1,5 @@
-from ridehail.api import DriverSetApi
 from rides.subscribers import MATCHING_POOL
+from users.apis import DriverSetApi
 
 
 class MatchingPoolApi(DriverSetApi):

@@ -1,14 +1,19 @@
-"""The rides worker: keeps the pool of drivers the matcher may offer rides to."""
+"""The rides worker: what `python manage.py run_subscriber rides` runs.
+
+| handler | topic | transport |
+|---|---|---|
+| `MatchingPoolHandler`: the pool of drivers the matcher may offer rides to | `driver-status-changed` | `--transport` |
+"""
 
 import uuid
 
-from ridehail.events.driver_set import VersionedDriverSet
-from ridehail.events.subscriber import DriverSetSubscriber
+from ridehail.events.worker import Worker
+from users.driver_set import DriverSetHandler, VersionedDriverSet
 
 MATCHING_POOL = VersionedDriverSet("rides:matching-pool")
 
 
-class MatchingPoolSubscriber(DriverSetSubscriber):
+class MatchingPoolHandler(DriverSetHandler):
     name = "rides"
     driver_set = MATCHING_POOL
 
@@ -17,3 +22,6 @@ class MatchingPoolSubscriber(DriverSetSubscriber):
 
     def on_removed(self, driver_id: uuid.UUID) -> None:
         self.logger.info("driver %s removed from matching pool", driver_id)
+
+
+WORKER = Worker("rides", [MatchingPoolHandler])

@@ -2,8 +2,8 @@
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -11,9 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ridehail.events.connection import shared_redis
 from ridehail.schema import responses
 from ridehail.throttling import AuthThrottle, DriverStatusThrottle
-from users.permissions import IsDriver
+from users.driver_set import VersionedDriverSet
+from users.permissions import IsDriver, IsOperator
+from users.selectors import driver_status
 from users.serializers import (
     DriverStatusResponseSerializer,
     DriverStatusUpdateSerializer,
@@ -24,7 +27,6 @@ from users.serializers import (
     RegisterSerializer,
     StatusChangeResponseSerializer,
     UserSerializer,
-    driver_status_data,
     status_change_data,
 )
 from users.services import UsernameTaken, register_user, revoke_credentials, set_driver_availability
@@ -93,7 +95,7 @@ class DriverStatusApi(APIView):
 
     @extend_schema(responses=responses({200: DriverStatusResponseSerializer}, 401, 403))
     def get(self, request: Request) -> Response:
-        return Response(driver_status_data(request.user))
+        return Response(driver_status(request.user).to_dict())
 
     @extend_schema(
         request=DriverStatusUpdateSerializer,
@@ -107,3 +109,20 @@ class DriverStatusApi(APIView):
             driver_id=request.user.pk, available=serializer.validated_data.get("available")
         )
         return Response(status_change_data(change))
+
+
+class DriverSetApi(APIView):
+    """The drivers a worker keeps in Redis: what the worker believes, not the database."""
+
+    permission_classes = [IsOperator]
+    driver_set: VersionedDriverSet
+
+    @extend_schema(
+        responses=responses(
+            {200: inline_serializer("DriverIds", {"drivers": serializers.ListField(child=serializers.UUIDField())})},
+            401,
+            403,
+        )
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"drivers": self.driver_set.members(shared_redis())})

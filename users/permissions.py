@@ -1,6 +1,22 @@
+"""Who may do what: the one definition of an operator, and the DRF permissions built on it."""
+
+from typing import Any
+
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
+
+
+def is_operator(user: Any) -> bool:
+    """Operators are active staff: they see the dashboard and the operations endpoints."""
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+class IsOperator(BasePermission):
+    message = "Only staff may see this."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return is_operator(request.user)
 
 
 class IsDriver(BasePermission):

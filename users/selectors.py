@@ -1,21 +1,35 @@
 """Reads on users that other parts of the project (workers, dashboard) rely on."""
 
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from ridehail.events.driver_set import DriverState
-from ridehail.events.event import format_timestamp
+from users.events import DriverStatus
 from users.models import Role, User
 
 
-def driver_states() -> list[DriverState]:
-    """Every driver's availability and version: the truth the workers rebuild from."""
-    rows = User.objects.filter(role=Role.DRIVER).values_list("id", "is_available", "status_version")
+@dataclass(frozen=True, slots=True)
+class DriverState:
+    """What a worker's driver set holds per driver: the database's truth it rebuilds from."""
+
+    driver_id: uuid.UUID
+    available: bool
+    version: int
+
+
+def driver_states(driver_ids: Iterable[uuid.UUID] | None = None) -> list[DriverState]:
+    """Every driver's (or these drivers') availability and version."""
+    drivers = User.objects.filter(role=Role.DRIVER)
+    if driver_ids is not None:
+        drivers = drivers.filter(pk__in=list(driver_ids))
+    rows = drivers.values_list("id", "is_available", "status_version")
     return [DriverState(driver_id, available, version) for driver_id, available, version in rows]
 
 
-def driver_ids() -> list[uuid.UUID]:
-    return list(User.objects.filter(role=Role.DRIVER).values_list("id", flat=True))
+def existing_driver_ids(driver_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these ids are drivers, in one query."""
+    return set(User.objects.filter(pk__in=list(driver_ids), role=Role.DRIVER).values_list("id", flat=True))
 
 
 def active_staff_ids(user_ids: set[uuid.UUID]) -> set[uuid.UUID]:
@@ -23,24 +37,18 @@ def active_staff_ids(user_ids: set[uuid.UUID]) -> set[uuid.UUID]:
     return set(User.objects.filter(pk__in=user_ids, is_active=True, is_staff=True).values_list("pk", flat=True))
 
 
-def is_driver(driver_id: uuid.UUID) -> bool:
-    return User.objects.filter(pk=driver_id, role=Role.DRIVER).exists()
+def driver_status(driver: User) -> DriverStatus:
+    return DriverStatus(driver.id, driver.is_available, driver.status_changed_at, driver.status_version)
 
 
 def dashboard_drivers() -> list[dict[str, Any]]:
-    """Every driver as the dashboard's snapshot lists them (same field names as the event)."""
+    """Every driver as the dashboard's snapshot lists them: the status shape plus the username."""
     rows = (
         User.objects.filter(role=Role.DRIVER)
         .order_by("username")
         .values_list("id", "username", "is_available", "status_version", "status_changed_at")
     )
     return [
-        {
-            "driverId": str(driver_id),
-            "username": username,
-            "available": available,
-            "version": version,
-            "timestamp": format_timestamp(changed_at) if changed_at else None,
-        }
+        {**DriverStatus(driver_id, available, changed_at, version).to_dict(), "username": username}
         for driver_id, username, available, version, changed_at in rows
     ]

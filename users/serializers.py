@@ -2,7 +2,6 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ridehail.events.event import format_timestamp
 from users.models import Role, User
 from users.services import StatusChange
 
@@ -56,31 +55,15 @@ class DriverStatusUpdateSerializer(serializers.Serializer):
     available = StrictBooleanField(required=False)
 
 
-def driver_status_data(driver: User) -> dict[str, Any]:
-    return {
-        "driverId": str(driver.id),
-        "available": driver.is_available,
-        "timestamp": _timestamp_or_none(driver.status_changed_at),
-        "version": driver.status_version,
-    }
-
-
 def status_change_data(change: StatusChange) -> dict[str, Any]:
     return {
-        "driverId": str(change.driver_id),
-        "available": change.available,
-        "timestamp": _timestamp_or_none(change.timestamp),
-        "eventId": str(change.event_id) if change.event_id else None,
-        "version": change.version,
+        **change.status.to_dict(eventId=str(change.event_id) if change.event_id else None),
         "changed": change.changed,
     }
 
 
-def _timestamp_or_none(moment: Any) -> str | None:
-    return format_timestamp(moment) if moment else None
-
-
-# Response shapes, for the OpenAPI schema (the views build these bodies directly).
+# Response shapes, for the OpenAPI schema: the views render `DriverStatus.to_dict()`, and a
+# test holds these fields to the keys it renders.
 
 
 class MeResponseSerializer(UserSerializer):

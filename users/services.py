@@ -2,7 +2,6 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.contrib.auth import logout
 from django.contrib.auth.password_validation import validate_password
@@ -11,19 +10,20 @@ from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from ridehail.events.event import DriverStatusChanged
 from ridehail.events.publisher import publish_on_commit
+from users.events import DriverStatus, DriverStatusChanged
 from users.models import Role, User
+from users.selectors import driver_status
 
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    driver_id: uuid.UUID
-    available: bool
-    timestamp: datetime | None
-    version: int
-    event_id: uuid.UUID | None
-    changed: bool
+    status: DriverStatus
+    event_id: uuid.UUID | None  # None when nothing changed (and nothing was published)
+
+    @property
+    def changed(self) -> bool:
+        return self.event_id is not None
 
 
 class UsernameTaken(Exception):
@@ -61,7 +61,7 @@ def set_driver_availability(*, driver_id: uuid.UUID, available: bool | None = No
         driver = User.objects.select_for_update().get(pk=driver_id, role=Role.DRIVER)
         target = not driver.is_available if available is None else available
         if target == driver.is_available:
-            return _status_of(driver, event_id=None, changed=False)
+            return StatusChange(driver_status(driver), event_id=None)
         driver.is_available = target
         driver.status_version += 1
         driver.status_changed_at = timezone.now()
@@ -74,15 +74,4 @@ def set_driver_availability(*, driver_id: uuid.UUID, available: bool | None = No
             version=driver.status_version,
         )
         publish_on_commit(event)
-    return _status_of(driver, event_id=event.event_id, changed=True)
-
-
-def _status_of(driver: User, *, event_id: uuid.UUID | None, changed: bool) -> StatusChange:
-    return StatusChange(
-        driver_id=driver.id,
-        available=driver.is_available,
-        timestamp=driver.status_changed_at,
-        version=driver.status_version,
-        event_id=event_id,
-        changed=changed,
-    )
+    return StatusChange(event.status, event_id=event.event_id)

@@ -10,7 +10,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from ridehail.dashboard.access import process_access_watcher
-from ridehail.events.fanout import Delivery, FanoutUnavailable, process_fanout
+from ridehail.dashboard.fanout import Delivery, FanoutUnavailable, process_fanout
+from users.events import DRIVER_STATUS
+from users.permissions import is_operator
 from users.selectors import dashboard_drivers
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if not (user and user.is_authenticated and user.is_staff):
+        if not is_operator(user):
             await self.close()  # before accept: the handshake is refused, no data sent
             return
         # A plain deque and a wake-up future: asyncio.Queue's bookkeeping showed up at
@@ -54,7 +56,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAVAILABLE)
             return
         drivers = await database_sync_to_async(dashboard_drivers)()
-        self.versions = {driver["driverId"]: driver["version"] for driver in drivers}
+        self.versions = {f"{DRIVER_STATUS.name}:{driver['driverId']}": driver["version"] for driver in drivers}
         await self.send(text_data=json.dumps({"type": "snapshot", "drivers": drivers}))
         self.forwarder = asyncio.create_task(self._forward())
 
@@ -87,9 +89,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         while True:
             while self.pending:
                 delivery = self.pending.popleft()
-                if delivery.version <= self.versions.get(delivery.driver_id, 0):
+                if delivery.version <= self.versions.get(delivery.key, 0):
                     continue  # already in the snapshot, or an older event arriving late
-                self.versions[delivery.driver_id] = delivery.version
+                self.versions[delivery.key] = delivery.version
                 # Straight to the server: the frame was encoded once for all sockets.
                 await self.base_send(delivery.message)
             self.wake_up = loop.create_future()

@@ -1,7 +1,12 @@
-"""The only place that builds Redis clients, and how long-lived connections stay healthy."""
+"""The only place that builds Redis clients, and how long-lived connections stay healthy.
+
+`Subscription` is the one subscribe / confirm / heartbeat / batch loop: the workers'
+Pub/Sub runner and the dashboard's fan-out both read through it.
+"""
 
 import random
 import time
+from collections.abc import Iterable
 from functools import cache
 
 import redis
@@ -25,7 +30,7 @@ def shared_redis() -> redis.Redis:
     )
 
 
-def worker_redis() -> redis.Redis:
+def worker_redis(*, timeout: float = 10.0) -> redis.Redis:
     """A fresh client for a long-running worker, with timeouts that tolerate a busy Redis.
 
     No silent retries: redis-py would reconnect (and resubscribe) behind our back, and
@@ -33,8 +38,8 @@ def worker_redis() -> redis.Redis:
     """
     return redis.Redis.from_url(
         settings.REDIS_URL,
-        socket_timeout=10,
-        socket_connect_timeout=3,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(3.0, timeout),
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
     )
@@ -86,3 +91,63 @@ class Backoff:
         delay = self.current * random.uniform(0.8, 1.2)
         self.current = min(self.current * 2, self.maximum)
         return delay
+
+
+POLL_SECONDS = 1.0  # how long one read blocks: bounds how late a stop request is seen
+PING_PAYLOAD = b"ridehail-health"
+BATCH_SIZE = 100  # messages handled per round trip when they arrive faster than one by one
+
+
+class Subscription:
+    """A dedicated Pub/Sub connection: subscribe, wait for the confirmation, read in batches.
+
+    An idle connection is PINGed, and one that stays silent is reported as a
+    `redis.ConnectionError`: the caller must then assume it missed messages.
+    """
+
+    def __init__(self, client: redis.Redis, channels: Iterable[str]) -> None:
+        self.channels = list(channels)
+        self.pubsub = client.pubsub()
+        self.heartbeat = Heartbeat()
+
+    def __enter__(self) -> "Subscription":
+        try:
+            self._subscribe()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _subscribe(self) -> None:
+        self.pubsub.subscribe(*self.channels)
+        waiting = set(self.channels)
+        deadline = time.monotonic() + HEALTH_CHECK_SECONDS
+        while waiting and time.monotonic() < deadline:
+            message = self.pubsub.get_message(timeout=POLL_SECONDS)
+            if message and message["type"] == "subscribe":
+                waiting.discard(message["channel"].decode())
+        if waiting:
+            raise redis.TimeoutError(f"no confirmation of SUBSCRIBE {' '.join(sorted(waiting))}")
+
+    def read_batch(self, *, timeout: float = POLL_SECONDS, limit: int = BATCH_SIZE) -> list[tuple[str, bytes]]:
+        """Wait up to `timeout` for a message, then take whatever else is already buffered.
+
+        Returns (channel, data) pairs, [] when idle. A burst costs one wake-up per batch
+        instead of one per message.
+        """
+        message = self.pubsub.get_message(timeout=timeout)
+        if message is None:
+            if self.heartbeat.should_ping():
+                self.pubsub.ping(PING_PAYLOAD)
+            return []
+        self.heartbeat.heard()
+        batch = [message]
+        while len(batch) < limit and (more := self.pubsub.get_message(timeout=0)) is not None:
+            batch.append(more)
+        return [(m["channel"].decode(), m["data"]) for m in batch if m["type"] == "message"]
+
+    def close(self) -> None:
+        self.pubsub.close()

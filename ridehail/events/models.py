@@ -3,14 +3,16 @@ from django.utils import timezone
 
 
 class OutboxEvent(models.Model):
-    """An event written in the same transaction as the change it announces.
+    """An event of a durable topic, written in the same transaction as the change it announces.
 
     If the process dies or Redis is down right after the commit, the row is still here,
-    and the relay publishes it later: a committed change is never left unannounced.
+    and the relay publishes it later: a committed change is never left unannounced. One
+    table serves every durable topic; order is kept per `(topic, key)`.
     """
 
     event_id = models.UUIDField(unique=True)
-    driver_id = models.UUIDField()
+    topic = models.CharField(max_length=100)
+    key = models.CharField(max_length=100, help_text="what the version counts: the driver's or the ride's id")
     version = models.PositiveIntegerField()
     payload = models.TextField(help_text="the event's JSON, exactly as it is published")
     created_at = models.DateTimeField(default=timezone.now)
@@ -22,13 +24,13 @@ class OutboxEvent(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(
-                fields=["driver_id", "id"],
+                fields=["topic", "key", "id"],
                 condition=models.Q(published_at__isnull=True),
-                name="outbox_pending_by_driver",
+                name="outbox_pending_by_key",
             ),
             models.Index(fields=["published_at"], name="outbox_published_at"),
         ]
 
     def __str__(self) -> str:
         state = f"published {self.published_at:%Y-%m-%d %H:%M:%S}" if self.published_at else "pending"
-        return f"driver {self.driver_id} v{self.version} ({state})"
+        return f"{self.topic} {self.key} v{self.version} ({state})"

@@ -2,7 +2,9 @@
 
 It runs as a thread inside every worker process (`run_subscriber`), so a committed event
 reaches Redis with nothing running but the web server, the workers and Redis. Several
-relays at once are safe: publishing is idempotent per event and ordered per driver.
+relays at once are safe: publishing is idempotent per event and ordered per key. The
+relay does not trim streams: only the web processes do, with their RIDEHAIL_STREAM_MAXLEN,
+so a worker started with another value cannot shorten a stream behind their back.
 """
 
 import logging
@@ -18,22 +20,25 @@ from django.utils import timezone
 
 from ridehail.events.connection import Backoff
 from ridehail.events.models import OutboxEvent
-from ridehail.events.publisher import BATCH_SIZE, publish_pending
+from ridehail.events.publisher import BATCH_SIZE, publish_pending_rows
 
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 60.0
 
 
-def relay_once() -> int:
+def relay_once(*, trim: bool = True) -> int:
     """Publish every pending row, batch after batch; returns how many went out."""
-    total = 0
-    while (published := publish_pending()) > 0:
-        total += published
-        if published < BATCH_SIZE:
+    total = new = 0
+    while True:
+        rows, fresh = publish_pending_rows(trim=trim)
+        total, new = total + rows, new + fresh
+        if rows < BATCH_SIZE:
             break
-    if total:
-        logger.info("outbox: published %d pending event(s)", total)
+    if new:
+        # Only events that had not reached Redis: the fast path had failed (Redis down or
+        # slow) or its process died after the commit.
+        logger.info("outbox: published %d event(s) that missed the fast path", new)
     return total
 
 
@@ -54,7 +59,7 @@ class OutboxRelay(threading.Thread):
         while not self.stop.wait(delay):
             close_old_connections()
             try:
-                relay_once()
+                relay_once(trim=False)
                 if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
                     prune_published(older_than=timedelta(seconds=settings.RIDEHAIL_OUTBOX_RETENTION))
                     last_prune = time.monotonic()

@@ -1,11 +1,15 @@
-"""Where every event is published: through the transactional outbox, after the commit.
+"""Where every event is published.
 
-`publish_on_commit()` writes the event into the outbox inside the caller's transaction
-and, once it commits, publishes it at once (the fast path). If Redis is down the row
-waits, and the outbox relay (ridehail/events/outbox.py) publishes it when Redis is back.
-Each event goes to the stream (durable) and the Pub/Sub channel (live) in one atomic
-script that runs at most once per event, so retries and concurrent relays can never put
-an event on the stream twice.
+A durable topic's event goes through the transactional outbox: `publish_on_commit()`
+writes it into the outbox inside the caller's transaction and, once that commits,
+publishes it at once (the fast path). If Redis is down the row waits, and the outbox
+relay (ridehail/events/outbox.py) publishes it when Redis is back. Each event goes to the
+stream (durable) and the Pub/Sub channel (live) in one atomic script that runs at most
+once per event, so retries and concurrent relays can never put an event on the stream
+twice, and a key's events always leave in commit order.
+
+A live-only topic's event is published at once with `publish_live()`: no database, no
+stream; if Redis is down the caller is told, because there is nothing worth keeping.
 """
 
 import logging
@@ -19,8 +23,8 @@ from django.utils import timezone
 from redis.commands.core import Script
 
 from ridehail.events.connection import shared_redis
-from ridehail.events.event import CHANNEL, STREAM, STREAM_FIELD, DriverStatusChanged
 from ridehail.events.models import OutboxEvent
+from ridehail.events.topic import STREAM_FIELD, DurableEvent, Event, Topic, declared_topics
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +32,16 @@ logger = logging.getLogger(__name__)
 DEDUPE_SECONDS = 3600
 BATCH_SIZE = 500
 
-# KEYS: stream, dedupe marker. ARGV: payload, maxlen, dedupe ttl, channel, stream field.
+# KEYS: stream, dedupe marker. ARGV: payload, maxlen ('' = do not trim), dedupe ttl, channel, stream field.
 _PUBLISH_ONCE = Script(
     None,
     b"""
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], ARGV[1])
+  if ARGV[2] == '' then
+    redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[1])
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], ARGV[1])
+  end
   redis.call('PUBLISH', ARGV[4], ARGV[1])
   return 1
 end
@@ -42,79 +50,127 @@ return 0
 )
 
 
-def publish_on_commit(event: DriverStatusChanged) -> None:
+def publish_on_commit(event: DurableEvent) -> None:
     """Record the event in the outbox now; publish it once the transaction commits.
 
     Publishing inside the transaction would let a worker read the database before the
     change is visible, or announce a change that is then rolled back. Call it in the
-    transaction that changes the driver, with the driver's row locked.
+    transaction that makes the change, with the key's row locked (so versions and the
+    order of outbox rows agree).
     """
-    pending = OutboxEvent.objects.filter(driver_id=event.driver_id, published_at__isnull=True)
-    # Decided under the driver's row lock: with nothing older waiting, this event can go out
-    # on its own right after the commit, without reading the outbox again.
+    topic = _durable_topic_of(event)
+    pending = OutboxEvent.objects.filter(topic=topic.name, key=event.key, published_at__isnull=True)
+    # Decided under the row lock: with nothing older waiting, this event can go out on its
+    # own right after the commit, without reading the outbox again.
     older_events_wait = pending.exists()
     row = OutboxEvent.objects.create(
-        event_id=event.event_id, driver_id=event.driver_id, version=event.version, payload=event.to_json().decode()
+        event_id=event.event_id,
+        topic=topic.name,
+        key=event.key,
+        version=event.version,
+        payload=topic.encode(event).decode(),
     )
-    if older_events_wait:
-        transaction.on_commit(lambda: _publish_after_commit(event.driver_id))
-    else:
-        transaction.on_commit(lambda: _publish_after_commit(event.driver_id, only=row))
+    only = None if older_events_wait else row
+    transaction.on_commit(lambda: _publish_after_commit(topic, event.key, only=only))
 
 
-def _publish_after_commit(driver_id: uuid.UUID, *, only: OutboxEvent | None = None) -> None:
+def publish_live(event: Event) -> None:
+    """PUBLISH a live-only event now; raises redis.RedisError if Redis cannot take it."""
+    topic = type(event).topic
+    if topic.durable:
+        raise ValueError(f"{topic.name} is durable: use publish_on_commit()")
+    shared_redis().publish(topic.channel, topic.encode(event))
+
+
+def _durable_topic_of(event: DurableEvent) -> Topic:
+    topic = type(event).topic
+    if not topic.durable:
+        raise ValueError(f"{topic.name} is live only: use publish_live()")
+    return topic
+
+
+def _publish_after_commit(topic: Topic, key: str, *, only: OutboxEvent | None) -> None:
     # The change is committed whatever happens here: a Redis outage must not turn the
     # request into an error. The row stays pending and the relay publishes it later.
     try:
         if only is None:
-            publish_pending(driver_id=driver_id)
+            publish_pending(topic=topic, key=key)
         else:
-            publish_once(shared_redis(), event_id=only.event_id, payload=only.payload)
+            publish_once(shared_redis(), topic=topic, event_id=only.event_id, payload=only.payload)
             _mark_published([only.id])
     except redis.RedisError as exc:
-        logger.warning("events of driver %s wait in the outbox (Redis: %s)", driver_id, exc)
-        _record_failed_attempt(driver_id, exc)
+        logger.warning("events of %s %s wait in the outbox (Redis: %s)", topic.name, key, exc)
+        _record_failed_attempt(topic, key, exc)
     except DatabaseError as exc:
         # Published, but not marked: the relay republishes it, and the marker drops the copy.
-        logger.warning("events of driver %s not marked as published (database: %s)", driver_id, exc)
+        logger.warning("events of %s %s not marked as published (database: %s)", topic.name, key, exc)
 
 
-def _record_failed_attempt(driver_id: uuid.UUID, exc: Exception) -> None:
-    pending = OutboxEvent.objects.filter(driver_id=driver_id, published_at__isnull=True)
+def _record_failed_attempt(topic: Topic, key: str, exc: Exception) -> None:
+    pending = OutboxEvent.objects.filter(topic=topic.name, key=key, published_at__isnull=True)
     try:
         pending.update(attempts=F("attempts") + 1, last_error=str(exc)[:500])
     except DatabaseError as db_exc:
-        logger.warning("could not record the failed attempt for driver %s: %s", driver_id, db_exc)
+        logger.warning("could not record the failed attempt for %s %s: %s", topic.name, key, db_exc)
 
 
-def publish_pending(*, driver_id: uuid.UUID | None = None, client: redis.Redis | None = None) -> int:
-    """Publish unpublished outbox rows (all, or one driver's) in commit order; returns how many.
+def publish_pending(
+    *, topic: Topic | None = None, key: str | None = None, client: redis.Redis | None = None, trim: bool = True
+) -> int:
+    """Publish unpublished outbox rows (all, or one key's) in commit order; returns how many rows.
 
-    A driver's older pending events always go out before its newer ones, whichever
-    process gets there first: each publishes every pending row of the driver in order.
+    A key's older pending events always go out before its newer ones, whichever process
+    gets there first: each publishes every pending row of the key in order.
+    """
+    rows, _ = publish_pending_rows(topic=topic, key=key, client=client, trim=trim)
+    return rows
+
+
+def publish_pending_rows(
+    *, topic: Topic | None = None, key: str | None = None, client: redis.Redis | None = None, trim: bool = True
+) -> tuple[int, int]:
+    """Like `publish_pending`, and also says how many of the rows were new to Redis.
+
+    A row can be pending and yet already out: the fast path publishes right after the
+    commit and marks the row a moment later; a relay reading in between finds it pending.
+    The marker makes that second publish a no-op, and the count says so.
     """
     pending = OutboxEvent.objects.filter(published_at__isnull=True).order_by("id")
-    if driver_id is not None:
-        pending = pending.filter(driver_id=driver_id)
-    rows = list(pending.values_list("id", "event_id", "payload")[:BATCH_SIZE])
+    if topic is not None:
+        pending = pending.filter(topic=topic.name)
+    if key is not None:
+        pending = pending.filter(key=key)
+    rows = list(pending.values_list("id", "topic", "event_id", "payload")[:BATCH_SIZE])
     if not rows:
-        return 0
+        return 0, 0
+    topics = {declared.name: declared for declared in declared_topics()}
     pipe = (client or shared_redis()).pipeline(transaction=False)
-    for _, event_id, payload in rows:
-        publish_once(pipe, event_id=event_id, payload=payload)
-    pipe.execute()
-    _mark_published([row_id for row_id, _, _ in rows])
-    return len(rows)
+    for _, name, event_id, payload in rows:
+        publish_once(pipe, topic=topics[name], event_id=event_id, payload=payload, trim=trim)
+    new = sum(1 for result in pipe.execute() if result == 1)
+    _mark_published([row_id for row_id, *_ in rows])
+    return len(rows), new
 
 
 def _mark_published(row_ids: list[int]) -> None:
     OutboxEvent.objects.filter(id__in=row_ids).update(published_at=timezone.now())
 
 
-def publish_once(client: redis.Redis | redis.client.Pipeline, *, event_id: uuid.UUID, payload: str | bytes) -> None:
-    """XADD to the stream and PUBLISH on the channel, unless this event id already went out."""
+def publish_once(
+    client: redis.Redis | redis.client.Pipeline,
+    *,
+    topic: Topic,
+    event_id: uuid.UUID,
+    payload: str | bytes,
+    trim: bool = True,
+) -> None:
+    """XADD to the stream and PUBLISH on the channel, unless this event id already went out.
+
+    `trim=False` appends without trimming: the relay in the workers leaves trimming to the
+    web processes, so one RIDEHAIL_STREAM_MAXLEN (the web's) decides how long streams are.
+    """
     _PUBLISH_ONCE(
-        keys=[STREAM, f"{STREAM}:published:{event_id}"],
-        args=[payload, settings.RIDEHAIL_STREAM_MAXLEN, DEDUPE_SECONDS, CHANNEL, STREAM_FIELD],
+        keys=[topic.stream, f"{topic.stream}:published:{event_id}"],
+        args=[payload, settings.RIDEHAIL_STREAM_MAXLEN if trim else "", DEDUPE_SECONDS, topic.channel, STREAM_FIELD],
         client=client,
     )

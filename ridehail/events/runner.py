@@ -1,11 +1,12 @@
-"""The worker loops. Both keep going through Redis and database outages, with backoff.
+"""What every worker loop shares: it survives outages and bad batches, and reconciles.
 
-`PubSubRunner`: fire-and-forget means a message sent while the worker is away is gone,
-so after every (re)connect it rebuilds its state from the database. It subscribes
-*before* rebuilding, so a change committed in between is either in the database
-snapshot or arrives as a message (the version check makes both orders correct).
-
-`StreamRunner` (ridehail/events/stream.py) reads the stream with a consumer group instead.
+A loop runs one handler on one transport (`PubSubRunner` in pubsub.py, `StreamRunner` in
+stream.py) until the worker's shared stop flag is set. Redis or the database going away
+is logged and waited out with backoff; any other exception is logged with its traceback
+and the loop carries on, so no message, however odd, silences a worker. Every
+RIDEHAIL_RESYNC_SECONDS the handler rebuilds its state from the database: whatever was
+lost or corrupted behind the worker's back (a FLUSHALL, a forged message) is repaired
+without a restart.
 """
 
 import logging
@@ -16,13 +17,11 @@ import redis
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, connections
 
-from ridehail.events.connection import HEALTH_CHECK_SECONDS, Backoff, Heartbeat
-from ridehail.events.event import CHANNEL
-from ridehail.events.subscriber import DriverSetSubscriber
+from ridehail.events.connection import Backoff
+from ridehail.events.handler import Handler
 
-POLL_SECONDS = 1.0  # how long one read blocks: bounds how late a stop request is seen
-PING_PAYLOAD = b"ridehail-health"
-BATCH_SIZE = 100  # messages handled per Redis round trip when they arrive faster than one by one
+# Infrastructure failures: nothing is acknowledged and the whole loop backs off.
+OUTAGES = (redis.ConnectionError, redis.TimeoutError, DatabaseError)
 
 
 def lean_log_records() -> None:
@@ -40,12 +39,17 @@ def lean_log_records() -> None:
 class Runner:
     """Runs `_run_connected` until stopped; an outage is logged, waited out and retried."""
 
-    def __init__(self, subscriber: DriverSetSubscriber, *, read_client: redis.Redis, stop: threading.Event) -> None:
-        self.subscriber = subscriber
+    def __init__(
+        self, handler: Handler, *, read_client: redis.Redis, stop: threading.Event, resync_seconds: float = 300.0
+    ) -> None:
+        self.handler = handler
+        self.topic = handler.topic
         self.read_client = read_client  # dedicated to subscribing / blocking reads
         self.stop = stop
-        self.logger = subscriber.logger
+        self.logger = handler.logger
         self.backoff = Backoff()
+        self.resync_seconds = resync_seconds
+        self.next_resync = time.monotonic() + resync_seconds
 
     def run(self) -> None:
         try:
@@ -57,8 +61,13 @@ class Runner:
                 except DatabaseError as exc:
                     close_old_connections()
                     self._wait_before_retry("database unavailable", exc)
+                except Exception:
+                    # A bug or an odd answer from Redis: say everything, wait, start over
+                    # (which rebuilds or re-reads): never die of it.
+                    self.logger.exception("%s loop failed; starting over", self.topic.name)
+                    self.stop.wait(self.backoff.next_delay())
         finally:
-            connections.close_all()  # this thread's connections, when a runner runs in one
+            connections.close_all()  # this thread's connections: each runner runs in one
         self.logger.info("stopped")
 
     def _run_connected(self) -> None:
@@ -69,42 +78,14 @@ class Runner:
         self.logger.warning("%s (%s); retrying in %.1fs", what, exc, delay)
         self.stop.wait(delay)
 
+    def rebuild(self, why: str) -> None:
+        """Make the handler's state equal to the database; the periodic reconcile starts over."""
+        close_old_connections()
+        if why:
+            self.logger.info("%s: %s", self.topic.name, why)
+        self.handler.rebuild()
+        self.next_resync = time.monotonic() + self.resync_seconds
 
-class PubSubRunner(Runner):
-    def _run_connected(self) -> None:
-        pubsub = self.read_client.pubsub()
-        try:
-            self._subscribe(pubsub)
-            close_old_connections()
-            self.subscriber.rebuild()
-            self.backoff.reset()
-            self.logger.info("listening on %s", CHANNEL)
-            self._listen(pubsub)
-        finally:
-            pubsub.close()
-
-    def _subscribe(self, pubsub: redis.client.PubSub) -> None:
-        pubsub.subscribe(CHANNEL)
-        deadline = time.monotonic() + HEALTH_CHECK_SECONDS
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=POLL_SECONDS)
-            if message and message["type"] == "subscribe":
-                return
-        raise redis.TimeoutError(f"no confirmation of SUBSCRIBE {CHANNEL}")
-
-    def _listen(self, pubsub: redis.client.PubSub) -> None:
-        heartbeat = Heartbeat()
-        while not self.stop.is_set():
-            message = pubsub.get_message(timeout=POLL_SECONDS)
-            if message is None:
-                if heartbeat.should_ping():
-                    pubsub.ping(PING_PAYLOAD)
-                close_old_connections()
-                continue
-            heartbeat.heard()
-            # Take whatever else is already buffered, so a burst costs one Redis round trip
-            # per batch instead of one per message.
-            batch = [message]
-            while len(batch) < BATCH_SIZE and (more := pubsub.get_message(timeout=0)) is not None:
-                batch.append(more)
-            self.subscriber.handle_messages([m["data"] for m in batch if m["type"] == "message"])
+    def reconcile_if_due(self) -> None:
+        if time.monotonic() >= self.next_resync:
+            self.rebuild("")

@@ -1,21 +1,46 @@
-"""What `manage.py events status` reports: the channel, the stream, its groups, the outbox."""
+"""What `manage.py events` reports and repairs: per topic its channel, stream, groups and
+dead letters; the outbox backlog (from the database, so it is known even with Redis down)."""
 
+import json
+from collections import defaultdict
 from typing import Any
 
 import redis
 from django.db.models import Min
 from django.utils import timezone
 
-from ridehail.events.event import CHANNEL, DEAD_LETTER_STREAM, STREAM, STREAM_FIELD
 from ridehail.events.models import OutboxEvent
+from ridehail.events.topic import STREAM_FIELD, Topic
 
 
-def events_status(client: redis.Redis) -> dict[str, Any]:
-    (_, subscribers), *_ = client.pubsub_numsub(CHANNEL)
-    stream_length = client.xlen(STREAM)
+def outbox_status() -> dict[str, Any]:
+    backlog = OutboxEvent.objects.filter(published_at__isnull=True)
+    oldest = backlog.aggregate(oldest=Min("created_at"))["oldest"]
+    return {
+        "pending": backlog.count(),
+        "oldest_pending_age_s": round((timezone.now() - oldest).total_seconds(), 1) if oldest else None,
+    }
+
+
+def topic_status(client: redis.Redis, topic: Topic) -> dict[str, Any]:
+    (_, subscribers), *_ = client.pubsub_numsub(topic.channel)
+    status: dict[str, Any] = {
+        "name": topic.name,
+        "durable": topic.durable,
+        "channel": {"name": topic.channel, "subscribers": subscribers},
+    }
+    if topic.durable:
+        status["stream"] = stream_status(client, topic.stream)
+        status["dead_letters"] = {"name": topic.dead_letters, "length": client.xlen(topic.dead_letters)}
+    return status
+
+
+def stream_status(client: redis.Redis, stream: str) -> dict[str, Any]:
+    if not client.exists(stream):
+        return {"name": stream, "length": 0, "groups": []}
     groups = []
-    for group in client.xinfo_groups(STREAM) if stream_length or client.exists(STREAM) else []:
-        consumers = client.xinfo_consumers(STREAM, group["name"])
+    for group in client.xinfo_groups(stream):
+        consumers = client.xinfo_consumers(stream, group["name"])
         groups.append(
             {
                 "name": _text(group["name"]),
@@ -27,36 +52,57 @@ def events_status(client: redis.Redis) -> dict[str, Any]:
                 ],
             }
         )
-    backlog = OutboxEvent.objects.filter(published_at__isnull=True)
-    oldest = backlog.aggregate(oldest=Min("created_at"))["oldest"]
-    return {
-        "channel": {"name": CHANNEL, "subscribers": subscribers},
-        "stream": {"name": STREAM, "length": stream_length, "groups": groups},
-        "dead_letters": {"name": DEAD_LETTER_STREAM, "length": client.xlen(DEAD_LETTER_STREAM)},
-        "outbox": {
-            "pending": backlog.count(),
-            "oldest_pending_age_s": round((timezone.now() - oldest).total_seconds(), 1) if oldest else None,
-        },
-    }
+    return {"name": stream, "length": client.xlen(stream), "groups": groups}
 
 
-def replay_dead_letters(client: redis.Redis, *, limit: int | None = None) -> int:
-    """Append dead letters back onto the stream for another try; returns how many moved.
+def dead_letters(client: redis.Redis, topic: Topic, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The topic's dead letters, oldest first: why each failed, where, how often, and the event."""
+    letters = []
+    for entry_id, fields in client.xrange(topic.dead_letters, count=limit):
+        raw = fields.get(STREAM_FIELD.encode(), b"")
+        letters.append(
+            {
+                "id": _text(entry_id),
+                "topic": topic.name,
+                "group": _text(fields.get(b"group", b"")),
+                "entry_id": _text(fields.get(b"entry_id", b"")),
+                "deliveries": int(fields.get(b"deliveries", b"0") or 0),
+                "error": _text(fields.get(b"error", b"")),
+                "event": _decode_event(raw),
+            }
+        )
+    return letters
 
-    Every group sees a replayed event again; the version check makes that harmless for
-    the groups that had handled it.
+
+def replay_dead_letters(client: redis.Redis, topic: Topic) -> int:
+    """Put each dead letter back on its stream once; returns how many events went back.
+
+    Several groups may have dead-lettered the same entry: it goes back once, and all of its
+    dead letters leave the dead-letter stream in the same transaction. Every group then sees
+    the event again; the version check makes that harmless where it had been handled.
     """
-    moved = 0
-    for entry_id, fields in client.xrange(DEAD_LETTER_STREAM, count=limit):
-        payload = fields.get(STREAM_FIELD.encode(), b"")
+    by_entry: dict[bytes, list[tuple[bytes, bytes]]] = defaultdict(list)
+    for letter_id, fields in client.xrange(topic.dead_letters):
+        origin = fields.get(b"entry_id") or letter_id
+        by_entry[origin].append((letter_id, fields.get(STREAM_FIELD.encode(), b"")))
+    replayed = 0
+    for letters in by_entry.values():
+        payload = next((payload for _, payload in letters if payload), b"")
         pipe = client.pipeline(transaction=True)
         if payload:
-            pipe.xadd(STREAM, {STREAM_FIELD: payload})
-        pipe.xdel(DEAD_LETTER_STREAM, entry_id)
+            pipe.xadd(topic.stream, {STREAM_FIELD: payload})
+        pipe.xdel(topic.dead_letters, *[letter_id for letter_id, _ in letters])
         pipe.execute()
-        moved += 1 if payload else 0
-    return moved
+        replayed += 1 if payload else 0
+    return replayed
+
+
+def _decode_event(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw.decode(errors="replace")
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

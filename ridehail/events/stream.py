@@ -1,33 +1,53 @@
-"""The stream worker loop: a consumer group on `stream:driver-status-changed`, at least once.
+"""The stream loop: a consumer group on a durable topic's stream, at least once.
 
-An entry is acknowledged only after its handler succeeded. Entries left pending by a
-consumer that died are claimed (XAUTOCLAIM) once idle longer than `claim_idle`; an entry
-delivered more than `max_deliveries` times goes to the dead-letter stream instead of
-being retried forever. Handlers are idempotent (the version check), so a redelivery has
-the effect of one delivery.
+An entry is acknowledged only after its handler did every effect of it. Entries left
+pending by a consumer that died are claimed (XAUTOCLAIM) once idle longer than
+`claim_idle`; an entry delivered more than `max_deliveries` times goes to the dead-letter
+stream instead of being retried forever; an entry that is not a valid event goes there at
+once. Handlers are idempotent (versions), so a redelivery has the effect of one delivery.
+
+What the loop repairs by itself, without exiting:
+- the group or the stream is gone (FLUSHALL, Redis restarted empty, the key deleted):
+  the group is recreated and the handler rebuilds from the database;
+- entries this group had not read were trimmed (`MAXLEN`) before it got to them: it logs
+  how many, rebuilds, and moves the group past the gap so `lag` is right again;
+- consumers that died long ago and hold nothing are removed from the group.
 """
 
 import os
 import socket
 import threading
 import time
+from typing import Any
 
 import redis
-from django.db import Error as DatabaseError
 from django.db import close_old_connections
 
-from ridehail.events.event import DEAD_LETTER_STREAM, STREAM, STREAM_FIELD, DriverStatusChanged, InvalidEvent
-from ridehail.events.runner import POLL_SECONDS, Runner
-from ridehail.events.subscriber import DriverSetSubscriber
+from ridehail.events.connection import POLL_SECONDS
+from ridehail.events.handler import Handler
+from ridehail.events.runner import OUTAGES, Runner
+from ridehail.events.topic import STREAM_FIELD
+from ridehail.events.wire import InvalidEvent
 
-# Infrastructure failures: the entry stays pending and the whole loop backs off.
-_OUTAGES = (redis.ConnectionError, redis.TimeoutError, DatabaseError)
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def group_was_lost(exc: redis.ResponseError) -> bool:
+    """NOGROUP: no such key or group; UNBLOCKED: the key was deleted under a blocked read."""
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
+
+
+def stream_id(value: bytes | str | None) -> tuple[int, int]:
+    """A stream id as a comparable pair ("0-0" when there is none)."""
+    text = value.decode() if isinstance(value, bytes) else (value or "0-0")
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 class StreamRunner(Runner):
     def __init__(
         self,
-        subscriber: DriverSetSubscriber,
+        handler: Handler,
         *,
         read_client: redis.Redis,
         stop: threading.Event,
@@ -35,40 +55,110 @@ class StreamRunner(Runner):
         batch_size: int = 100,
         claim_idle: float = 30.0,
         max_deliveries: int = 5,
+        resync_seconds: float = 300.0,
     ) -> None:
-        super().__init__(subscriber, read_client=read_client, stop=stop)
-        self.group = subscriber.name
+        super().__init__(handler, read_client=read_client, stop=stop, resync_seconds=resync_seconds)
+        self.stream = self.topic.stream
+        self.dead_letters = self.topic.dead_letters
+        self.group = handler.name
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
         self.claim_idle = claim_idle
         self.max_deliveries = max_deliveries
-        self.redis = subscriber.redis
+        # A consumer silent this long, holding nothing, is a dead process's leftover.
+        self.forget_idle = 10 * claim_idle
+        self.redis = handler.redis
 
     def _run_connected(self) -> None:
-        self.ensure_group()
-        self.subscriber.load_known_drivers()
-        self.backoff.reset()
-        self.logger.info("reading %s as %s/%s", STREAM, self.group, self.consumer)
-        next_claim = 0.0
+        try:
+            self.ensure_group()
+            self.check_trimmed()
+            self.backoff.reset()
+            self.logger.info("reading %s as %s/%s", self.stream, self.group, self.consumer)
+            self._read_until_stopped()
+        except redis.ResponseError as exc:
+            if not group_was_lost(exc):
+                raise
+            # run() calls us again at once: ensure_group() recreates the group and rebuilds.
+            self.logger.warning("consumer group %s on %s is gone (%s); recreating it", self.group, self.stream, exc)
+
+    def _read_until_stopped(self) -> None:
+        next_maintenance = 0.0
         while not self.stop.is_set():
-            if time.monotonic() >= next_claim:
+            if time.monotonic() >= next_maintenance:
                 self.claim_abandoned()
-                next_claim = time.monotonic() + max(0.5, self.claim_idle / 2)
+                self.check_trimmed()
+                self.forget_dead_consumers()
+                next_maintenance = time.monotonic() + max(0.5, self.claim_idle / 2)
             self.read_new()
+            self.reconcile_if_due()
             close_old_connections()
 
-    def ensure_group(self) -> None:
-        """Create the group on first start, from the beginning of what the stream holds."""
+    def ensure_group(self) -> bool:
+        """Create the group if it is missing, from the beginning of what the stream holds.
+
+        Replaying what the stream holds gives every event's effects. If the stream does not
+        hold every event ever added (it is new, or was trimmed), the state is rebuilt from
+        the database first. Returns whether the group was created.
+        """
         try:
-            self.redis.xgroup_create(STREAM, self.group, id="0", mkstream=True)
-            self.logger.info("created consumer group %s on %s", self.group, STREAM)
+            self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+            return False
+        self.logger.info("created consumer group %s on %s", self.group, self.stream)
+        info = self.redis.xinfo_stream(self.stream)
+        trimmed = stream_id(info.get("max-deleted-entry-id")) != (0, 0)
+        if info["length"] == 0 or trimmed:
+            self.rebuild("the stream does not hold every event: rebuilt from the database")
+        if trimmed:
+            self._skip_gap(info)
+        return True
+
+    def check_trimmed(self) -> int:
+        """Detect entries trimmed before this group read them; rebuild and skip the gap."""
+        info = self.redis.xinfo_stream(self.stream)
+        group = self._group_info()
+        last_delivered = stream_id(group["last-delivered-id"])
+        max_deleted = stream_id(info.get("max-deleted-entry-id"))
+        first = info.get("first-entry")
+        if max_deleted <= last_delivered or (first is not None and stream_id(first[0]) <= last_delivered):
+            return 0
+        read = group.get("entries-read")
+        missed = info["entries-added"] - read - info["length"] if read is not None else None
+        self.logger.warning(
+            "%s unread entries of %s were trimmed before group %s read them; rebuilding from the database",
+            missed if missed is not None else "an unknown number of",
+            self.stream,
+            self.group,
+        )
+        self.rebuild("")
+        self._skip_gap(info)
+        return missed or 0
+
+    def _skip_gap(self, info: dict[str, Any]) -> None:
+        # Past the deleted entries, with the read counter right again: `events status`
+        # shows the true lag, and the gap is not reported twice.
+        max_deleted = stream_id(info.get("max-deleted-entry-id"))
+        if stream_id(self._group_info()["last-delivered-id"]) >= max_deleted:
+            return  # another consumer of the group already moved it on
+        self.redis.xgroup_setid(
+            self.stream,
+            self.group,
+            f"{max_deleted[0]}-{max_deleted[1]}",
+            entries_read=info["entries-added"] - info["length"],
+        )
+
+    def _group_info(self) -> dict[str, Any]:
+        for group in self.redis.xinfo_groups(self.stream):
+            if group["name"].decode() == self.group:
+                return group
+        raise redis.ResponseError(f"NOGROUP no consumer group {self.group} on {self.stream}")
 
     def read_new(self) -> int:
         response = self.read_client.xreadgroup(
-            self.group, self.consumer, {STREAM: ">"}, count=self.batch_size, block=int(POLL_SECONDS * 1000)
+            self.group, self.consumer, {self.stream: ">"}, count=self.batch_size, block=int(POLL_SECONDS * 1000)
         )
         entries = response[0][1] if response else []
         self.process(entries)
@@ -77,12 +167,12 @@ class StreamRunner(Runner):
     def claim_abandoned(self) -> int:
         """Take over entries idle for longer than `claim_idle` (their consumer is gone or stuck)."""
         _, claimed, deleted = self.redis.xautoclaim(
-            STREAM, self.group, self.consumer, min_idle_time=int(self.claim_idle * 1000), count=self.batch_size
+            self.stream, self.group, self.consumer, min_idle_time=int(self.claim_idle * 1000), count=self.batch_size
         )
         if deleted:
-            self.logger.warning(
-                "%d pending entries were trimmed from the stream before anyone handled them", len(deleted)
-            )
+            # Delivered, never acknowledged, now gone: their effects may be incomplete.
+            self.logger.warning("%d pending entries were trimmed before anyone handled them", len(deleted))
+            self.rebuild("rebuilding from the database")
         claimed = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
         if not claimed:
             return 0
@@ -100,19 +190,36 @@ class StreamRunner(Runner):
 
     def _delivery_counts(self, entry_ids: list[bytes]) -> dict[bytes, int]:
         pending = self.redis.xpending_range(
-            STREAM, self.group, min=entry_ids[0], max=entry_ids[-1], count=len(entry_ids), consumername=self.consumer
+            self.stream,
+            self.group,
+            min=entry_ids[0],
+            max=entry_ids[-1],
+            count=len(entry_ids),
+            consumername=self.consumer,
         )
         return {item["message_id"]: item["times_delivered"] for item in pending}
 
-    def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Handle entries, acknowledging each one whose handler succeeded."""
-        parsed: list[tuple[bytes, DriverStatusChanged]] = []
+    def forget_dead_consumers(self) -> int:
+        """Remove consumers idle for `forget_idle` that hold nothing: dead processes' names."""
+        forgotten = 0
+        for consumer in self.redis.xinfo_consumers(self.stream, self.group):
+            name = consumer["name"].decode()
+            if name != self.consumer and consumer["pending"] == 0 and consumer["idle"] > self.forget_idle * 1000:
+                self.redis.xgroup_delconsumer(self.stream, self.group, name)
+                forgotten += 1
+        if forgotten:
+            self.logger.info("removed %d idle consumer(s) with nothing pending from group %s", forgotten, self.group)
+        return forgotten
+
+    def process(self, entries: list[Entry]) -> None:
+        """Handle entries, acknowledging each one whose every effect is done."""
+        parsed = []
         for entry_id, fields in entries:
             raw = fields.get(STREAM_FIELD.encode())
             try:
                 if raw is None:
                     raise InvalidEvent(f"entry has no {STREAM_FIELD!r} field")
-                parsed.append((entry_id, DriverStatusChanged.from_json(raw)))
+                parsed.append((entry_id, self.topic.parse(raw)))
             except InvalidEvent as exc:
                 # Retrying cannot make garbage valid: straight to the dead letters.
                 self.logger.warning("entry %s is not a valid event: %s", entry_id.decode(), exc)
@@ -120,36 +227,38 @@ class StreamRunner(Runner):
         if not parsed:
             return
         try:
-            self.subscriber.handle_batch([event for _, event in parsed])
-            self.redis.xack(STREAM, self.group, *[entry_id for entry_id, _ in parsed])
-        except _OUTAGES:
+            self.handler.handle_batch([event for _, event in parsed])
+        except OUTAGES:
             raise
         except Exception:
             # Something in the batch failed: go one by one, so only the failing entries
             # stay pending (to be retried after claim_idle, then dead-lettered).
+            self.logger.exception("a batch of %d entries failed; retrying them one by one", len(parsed))
             for entry_id, event in parsed:
                 self._process_one(entry_id, event)
+            return
+        self.redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in parsed])
 
-    def _process_one(self, entry_id: bytes, event: DriverStatusChanged) -> None:
+    def _process_one(self, entry_id: bytes, event: Any) -> None:
         try:
-            self.subscriber.handle_batch([event])
-        except _OUTAGES:
+            self.handler.handle_batch([event])
+        except OUTAGES:
             raise
         except Exception:
             self.logger.exception(
-                "handler failed for entry %s (driver %s, version %d); it stays pending for a retry",
+                "handler failed for entry %s (%s %s); it stays pending for a retry",
                 entry_id.decode(),
-                event.driver_id,
-                event.version,
+                self.topic.name,
+                event.key,
             )
             return
-        self.redis.xack(STREAM, self.group, entry_id)
+        self.redis.xack(self.stream, self.group, entry_id)
 
     def dead_letter(self, entry_id: bytes, raw: bytes | None, error: str, deliveries: int) -> None:
         """Move an entry to the dead-letter stream and acknowledge it, atomically."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(
-            DEAD_LETTER_STREAM,
+            self.dead_letters,
             {
                 STREAM_FIELD: raw if raw is not None else b"",
                 "error": error[:1000],
@@ -159,6 +268,6 @@ class StreamRunner(Runner):
                 "deliveries": deliveries,
             },
         )
-        pipe.xack(STREAM, self.group, entry_id)
+        pipe.xack(self.stream, self.group, entry_id)
         pipe.execute()
-        self.logger.error("entry %s moved to %s: %s", entry_id.decode(), DEAD_LETTER_STREAM, error)
+        self.logger.error("entry %s moved to %s: %s", entry_id.decode(), self.dead_letters, error)

@@ -11,10 +11,12 @@ import redis
 import websockets
 
 from conftest import make_user
-from ridehail.events.event import CHANNEL, DriverStatusChanged
 from ridehail.testing import AsgiServer, RedisServer, change_soon, connect, receive_json, session_cookie
+from users.events import DRIVER_STATUS, DriverStatusChanged
 from users.models import Role
 from users.services import set_driver_availability
+
+CHANNEL = DRIVER_STATUS.channel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ridehail.events.event import DriverStatusChanged, InvalidEvent
+from ridehail.events.wire import InvalidEvent
+from users.events import DriverStatusChanged
 
 EVENT = DriverStatusChanged(
     driver_id=uuid.UUID("0b8a6f2e-3c1d-4e5f-8a9b-0c1d2e3f4a5b"),

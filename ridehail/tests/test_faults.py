@@ -11,12 +11,15 @@ from django.db import connection
 
 from conftest import client_for
 from ridehail.events.connection import shared_redis
-from ridehail.events.event import CHANNEL, STREAM
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import relay_once
 from ridehail.testing import AsgiServer, TcpProxy, child_database_url, wait_until
 from rides.subscribers import MATCHING_POOL
+from users.events import DRIVER_STATUS
 from users.services import set_driver_availability
+
+CHANNEL = DRIVER_STATUS.channel
+STREAM = DRIVER_STATUS.stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,11 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ridehail.events.event import CHANNEL, STREAM, STREAM_FIELD
+from ridehail.events.topic import STREAM_FIELD
 from ridehail.testing import wait_until
 from rides.subscribers import MATCHING_POOL
+from users.events import DRIVER_STATUS
 from users.models import Role, User
 from users.services import set_driver_availability
+
+CHANNEL = DRIVER_STATUS.channel
+STREAM = DRIVER_STATUS.stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,12 +9,15 @@ from django.utils import timezone
 
 from conftest import client_for
 from ridehail.events.connection import shared_redis
-from ridehail.events.event import STREAM, STREAM_FIELD
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import prune_published, relay_once
 from ridehail.events.publisher import publish_pending
+from ridehail.events.topic import STREAM_FIELD
 from ridehail.testing import wait_until
+from users.events import DRIVER_STATUS
 from users.services import set_driver_availability
+
+STREAM = DRIVER_STATUS.stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +30,7 @@ def test_a_change_and_its_outbox_row_commit_together_and_the_row_is_published_at
     change = set_driver_availability(driver_id=driver.id, available=True)
 
     row = OutboxEvent.objects.get()
-    assert (row.event_id, row.driver_id, row.version) == (change.event_id, driver.id, 1)
+    assert (row.event_id, row.key, row.version) == (change.event_id, str(driver.id), 1)
     assert row.published_at is not None
     assert stream_events(redis_client) == [json.loads(row.payload)]
 

@@ -8,10 +8,12 @@ from django.core.management import CommandError, call_command
 
 from conftest import LISTENING, client_for
 from ridehail.events.connection import shared_redis
-from ridehail.events.event import CHANNEL
 from ridehail.testing import wait_until
 from rides.subscribers import MATCHING_POOL
+from users.events import DRIVER_STATUS
 from users.services import set_driver_availability
+
+CHANNEL = DRIVER_STATUS.channel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

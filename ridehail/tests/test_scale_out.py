@@ -8,10 +8,12 @@ from functools import partial
 import pytest
 import redis
 
-from ridehail.events.event import STREAM
 from ridehail.testing import AsgiServer, change_soon, connect, receive_json, session_cookie, wait_until
+from users.events import DRIVER_STATUS
 from users.models import Role, User
 from users.services import set_driver_availability
+
+STREAM = DRIVER_STATUS.stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

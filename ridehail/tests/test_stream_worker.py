@@ -11,12 +11,16 @@ import redis
 from django.core.management import call_command
 
 from ridehail.events.connection import worker_redis
-from ridehail.events.event import DEAD_LETTER_STREAM, STREAM, STREAM_FIELD, DriverStatusChanged
 from ridehail.events.stream import StreamRunner
+from ridehail.events.topic import STREAM_FIELD
 from ridehail.testing import wait_until
-from rides.subscribers import MATCHING_POOL, MatchingPoolSubscriber
+from rides.subscribers import MATCHING_POOL, MatchingPoolHandler
+from users.events import DRIVER_STATUS, DriverStatusChanged
 from users.models import Role, User
 from users.services import set_driver_availability
+
+DEAD_LETTER_STREAM = DRIVER_STATUS.dead_letters
+STREAM = DRIVER_STATUS.stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,7 +100,7 @@ def test_two_workers_in_one_group_handle_each_event_once(start_worker, redis_cli
     assert len(group_info(redis_client)["name"]) and len(redis_client.xinfo_consumers(STREAM, "rides")) == 2
 
 
-class FailsForOneDriver(MatchingPoolSubscriber, register=False):
+class FailsForOneDriver(MatchingPoolHandler):
     """A handler whose work for one driver always fails (a bug, a downstream call that errors)."""
 
     poisoned: uuid.UUID
@@ -107,7 +111,7 @@ class FailsForOneDriver(MatchingPoolSubscriber, register=False):
         return super().handle_batch(events)
 
 
-def test_an_event_that_keeps_failing_goes_to_the_dead_letters_and_the_others_flow(redis_client):
+def test_an_event_that_keeps_failing_goes_to_the_dead_letters_and_the_others_flow(redis_client, caplog):
     poisoned, healthy = make_drivers(2)
     FailsForOneDriver.poisoned = poisoned.id
     stop = threading.Event()
@@ -117,6 +121,8 @@ def test_an_event_that_keeps_failing_goes_to_the_dead_letters_and_the_others_flo
     thread = threading.Thread(target=runner.run)
     thread.start()
     try:
+        # Once it reads, the group exists and its first rebuild (the stream was empty) is done.
+        wait_until(lambda: f"reading {STREAM}" in caplog.text, what="the runner to read")
         set_driver_availability(driver_id=poisoned.id, available=True)
         set_driver_availability(driver_id=healthy.id, available=True)
         wait_until(lambda: redis_client.xlen(DEAD_LETTER_STREAM) == 1, timeout=20, what="a dead letter")
@@ -152,21 +158,22 @@ def test_garbage_on_the_stream_is_dead_lettered_at_once(start_worker, redis_clie
 def test_events_status_and_replay_dead(redis_client, capsys):
     driver = make_drivers(1)[0]
     set_driver_availability(driver_id=driver.id, available=True)
-    runner = StreamRunner(MatchingPoolSubscriber(worker_redis()), read_client=worker_redis(), stop=threading.Event())
+    runner = StreamRunner(MatchingPoolHandler(worker_redis()), read_client=worker_redis(), stop=threading.Event())
     runner.ensure_group()
     event = DriverStatusChanged(driver.id, False, datetime.now(UTC), uuid.uuid4(), 2)
     runner.dead_letter(b"0-1", event.to_json(), "handler failed 5 times", deliveries=6)
 
     call_command("events", "status", "--json")
     status = json.loads(capsys.readouterr().out)
-    assert status["stream"]["length"] == 1
-    assert status["stream"]["groups"][0]["name"] == "rides"
-    assert status["stream"]["groups"][0]["lag"] == 1
-    assert status["dead_letters"]["length"] == 1
+    [topic] = [topic for topic in status["topics"] if topic["name"] == "driver-status-changed"]
+    assert topic["stream"]["length"] == 1
+    assert topic["stream"]["groups"][0]["name"] == "rides"
+    assert topic["stream"]["groups"][0]["lag"] == 1
+    assert topic["dead_letters"]["length"] == 1
     assert status["outbox"] == {"pending": 0, "oldest_pending_age_s": None}
 
     call_command("events", "replay-dead")
-    assert "1 dead letter(s) moved back" in capsys.readouterr().out
+    assert "driver-status-changed: 1 dead letter(s) put back" in capsys.readouterr().out
     assert redis_client.xlen(DEAD_LETTER_STREAM) == 0
     assert json.loads(redis_client.xrevrange(STREAM, count=1)[0][1][STREAM_FIELD.encode()])["version"] == 2
 

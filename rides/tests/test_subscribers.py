@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ridehail.events.event import DriverStatusChanged
-from rides.subscribers import MATCHING_POOL, MatchingPoolSubscriber
+from rides.subscribers import MATCHING_POOL, MatchingPoolHandler
+from users.events import DriverStatusChanged
+from users.selectors import driver_states
 from users.services import set_driver_availability
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ def event_for(driver_id: uuid.UUID, *, available: bool, version: int) -> bytes:
 
 @pytest.fixture
 def subscriber(redis_client):
-    return MatchingPoolSubscriber(redis_client)
+    return MatchingPoolHandler(redis_client)
 
 
 def test_available_driver_joins_the_pool_and_is_logged(subscriber, redis_client, driver, caplog):
@@ -93,10 +94,35 @@ def test_rebuild_takes_the_database_as_truth(subscriber, redis_client, driver, o
     }
 
 
-def test_rebuild_keeps_an_event_newer_than_the_database_read(subscriber, redis_client, driver):
-    # An event applied after the database snapshot was taken must survive the merge.
-    subscriber.handle_message(event_for(driver.id, available=True, version=5))
+def test_rebuild_keeps_an_event_committed_while_the_database_was_read(subscriber, redis_client, driver, monkeypatch):
+    # The race a rebuild must survive: the database is read, then a change commits and its
+    # event is applied (by this or another worker), then the read state is merged.
+    from users import driver_set
 
-    subscriber.rebuild()  # the database still says version 0, offline
+    def read_then_change(driver_ids=None):
+        states = driver_states(driver_ids)
+        if driver_ids is None:  # the first, full read: the change lands right after it
+            set_driver_availability(driver_id=driver.id, available=True)
+            subscriber.handle_message(event_for(driver.id, available=True, version=1))
+        return states
+
+    monkeypatch.setattr(driver_set, "driver_states", read_then_change)
+
+    subscriber.rebuild()  # what it read says offline, version 0
 
     assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
+    assert redis_client.hget(MATCHING_POOL.versions_key, str(driver.id)) == b"1"
+
+
+def test_rebuild_replaces_a_forged_version_that_no_change_explains(subscriber, redis_client, driver, caplog):
+    # A forged event in range freezes the driver: every real event after it looks stale.
+    subscriber.handle_message(event_for(driver.id, available=True, version=2**53 - 1))
+    set_driver_availability(driver_id=driver.id, available=True)
+    assert not subscriber.handle_message(event_for(driver.id, available=False, version=2))
+
+    subscriber.rebuild()
+
+    assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
+    assert redis_client.hget(MATCHING_POOL.versions_key, str(driver.id)) == b"1"
+    assert any("replaced 1 entries newer than the database" in message for message in caplog.messages)
+    assert subscriber.handle_message(event_for(driver.id, available=False, version=2))  # real events apply again

@@ -8,9 +8,12 @@ import pytest
 import redis
 from django.db import transaction
 
-from ridehail.events.event import STREAM, STREAM_FIELD
+from ridehail.events.topic import STREAM_FIELD
+from users.events import DRIVER_STATUS
 from users.models import User
 from users.services import set_driver_availability
+
+STREAM = DRIVER_STATUS.stream
 
 # Real commits, so on_commit publishing runs exactly as in production.
 pytestmark = pytest.mark.django_db(transaction=True)

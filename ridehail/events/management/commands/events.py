@@ -1,4 +1,4 @@
-"""`python manage.py events status [--json]` and `python manage.py events replay-dead`."""
+"""`python manage.py events status|dead-letters|replay-dead [--topic T] [--json]`."""
 
 import json
 from typing import Any
@@ -7,48 +7,98 @@ import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ridehail.events.connection import worker_redis
-from ridehail.events.status import events_status, replay_dead_letters
+from ridehail.events.status import dead_letters, outbox_status, replay_dead_letters, topic_status
+from ridehail.events.topic import Topic, declared_topics
 
 
 class Command(BaseCommand):
-    help = "Inspect the event channel, stream, consumer groups and outbox; replay dead letters."
+    help = "Inspect every topic's channel, stream, consumer groups and dead letters, and the outbox."
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
-        status = actions.add_parser("status", help="subscribers, stream length, groups, pending, lag, outbox")
+        status = actions.add_parser("status", help="per topic: subscribers, stream, groups, dead letters; the outbox")
         status.add_argument("--json", action="store_true", help="machine-readable output")
-        replay = actions.add_parser("replay-dead", help="move dead letters back onto the stream")
-        replay.add_argument("--limit", type=int, help="at most this many")
+        letters = actions.add_parser("dead-letters", help="list dead letters: id, group, deliveries, error, event")
+        letters.add_argument("--topic", help="only this topic")
+        letters.add_argument("--json", action="store_true", help="machine-readable output")
+        replay = actions.add_parser("replay-dead", help="put each dead letter back on its stream, once")
+        replay.add_argument("--topic", help="only this topic")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        client = worker_redis()
+        client = worker_redis(timeout=5.0)
+        if action == "status":
+            self._status(client, as_json=options["json"])
+            return
         try:
-            if action == "status":
-                self._status(client, as_json=options["json"])
+            if action == "dead-letters":
+                self._dead_letters(client, self._topics(options["topic"]), as_json=options["json"])
             else:
-                moved = replay_dead_letters(client, limit=options["limit"])
-                self.stdout.write(f"{moved} dead letter(s) moved back onto the stream.")
-        except redis.ConnectionError as exc:
+                for topic in self._topics(options["topic"]):
+                    replayed = replay_dead_letters(client, topic)
+                    self.stdout.write(f"{topic.name}: {replayed} dead letter(s) put back on {topic.stream}.")
+        except redis.RedisError as exc:
             raise CommandError(f"Redis is not reachable: {exc}") from None
 
+    def _topics(self, name: str | None) -> list[Topic]:
+        durable = [topic for topic in declared_topics() if topic.durable]
+        if name is None:
+            return durable
+        chosen = [topic for topic in durable if topic.name == name]
+        if not chosen:
+            raise CommandError(f"unknown durable topic {name!r}; choose from: {', '.join(t.name for t in durable)}")
+        return chosen
+
     def _status(self, client: redis.Redis, *, as_json: bool) -> None:
-        status = events_status(client)
+        status: dict[str, Any] = {"outbox": outbox_status(), "redis": "ok", "topics": []}
+        try:
+            status["topics"] = [topic_status(client, topic) for topic in declared_topics()]
+        except redis.RedisError as exc:
+            status["redis"] = f"unreachable: {exc}"
         if as_json:
             self.stdout.write(json.dumps(status, indent=2))
-            return
-        channel, stream = status["channel"], status["stream"]
-        self.stdout.write(f"channel  {channel['name']}: {channel['subscribers']} subscriber(s)")
-        self.stdout.write(f"stream   {stream['name']}: {stream['length']} entries")
-        for group in stream["groups"]:
-            self.stdout.write(
-                f"  group {group['name']}: pending {group['pending']}, lag {group['lag']}, "
-                f"{len(group['consumers'])} consumer(s)"
-            )
-            for consumer in group["consumers"]:
+        else:
+            self._print_status(status)
+        if status["redis"] != "ok":
+            # What the database knows is printed above; the exit code says the rest is missing.
+            raise CommandError(f"Redis is {status['redis']}", returncode=1)
+
+    def _print_status(self, status: dict[str, Any]) -> None:
+        for topic in status["topics"]:
+            channel = topic["channel"]
+            kind = "durable" if topic["durable"] else "live only"
+            self.stdout.write(f"{topic['name']} ({kind})")
+            self.stdout.write(f"  channel  {channel['name']}: {channel['subscribers']} subscriber(s)")
+            if not topic["durable"]:
+                continue
+            stream = topic["stream"]
+            self.stdout.write(f"  stream   {stream['name']}: {stream['length']} entries")
+            for group in stream["groups"]:
                 self.stdout.write(
-                    f"    {consumer['name']}: pending {consumer['pending']}, idle {consumer['idle_ms'] / 1000:.1f}s"
+                    f"    group {group['name']}: pending {group['pending']}, lag {group['lag']}, "
+                    f"{len(group['consumers'])} consumer(s)"
                 )
-        self.stdout.write(f"dead     {status['dead_letters']['name']}: {status['dead_letters']['length']} entries")
+                for consumer in group["consumers"]:
+                    self.stdout.write(
+                        f"      {consumer['name']}: pending {consumer['pending']}, "
+                        f"idle {consumer['idle_ms'] / 1000:.1f}s"
+                    )
+            dead = topic["dead_letters"]
+            self.stdout.write(f"  dead     {dead['name']}: {dead['length']} entries")
+        if status["redis"] != "ok":
+            self.stdout.write(f"Redis is {status['redis']}")
         outbox = status["outbox"]
         age = f", oldest {outbox['oldest_pending_age_s']}s" if outbox["pending"] else ""
         self.stdout.write(f"outbox   {outbox['pending']} event(s) waiting to be published{age}")
+
+    def _dead_letters(self, client: redis.Redis, topics: list[Topic], *, as_json: bool) -> None:
+        letters = [letter for topic in topics for letter in dead_letters(client, topic)]
+        if as_json:
+            self.stdout.write(json.dumps(letters, indent=2))
+            return
+        if not letters:
+            self.stdout.write("No dead letters.")
+        for letter in letters:
+            self.stdout.write(
+                f"{letter['topic']} {letter['id']} (entry {letter['entry_id']}, group {letter['group']}, "
+                f"{letter['deliveries']} deliveries): {letter['error']}\n  {json.dumps(letter['event'])}"
+            )
