@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Tests use Redis database 15 unless told otherwise, so they never touch `make run`'s data.
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test lint install bench clean
+.PHONY: run test lint install bench screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "ridehail needs Python 3.11 or newer (PYTHON=...)")'
@@ -32,6 +32,10 @@ test: install lint
 # Quick by default (a few minutes); `make bench ARGS=--full` for the long runs.
 bench: install
 	$(PY) -m bench $(ARGS)
+
+# Refresh the README's screenshots (docs/*.png) from the browser tests.
+screenshots: install
+	RIDEHAIL_SCREENSHOTS=1 REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest ridehail/dashboard/tests/test_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-db.sqlite3

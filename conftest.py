@@ -8,10 +8,10 @@ from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from locations.subscribers import TRACKED_DRIVERS
 from ridehail.events.connection import shared_redis
-from ridehail.testing import ChannelListener, ManagedProcess, RedisServer, manage_py
-from rides.subscribers import MATCHING_POOL
+from tests.channels import ChannelListener
+from tests.processes import ManagedProcess, RedisServer
+from tests.servers import manage_py
 from users.events import DRIVER_STATUS
 from users.models import Role, User
 
@@ -36,16 +36,21 @@ def _fresh_throttles() -> None:
         pass  # a test that stops Redis itself; nothing was counted then either
 
 
+def project_keys(client: redis.Redis) -> list[bytes]:
+    """Every key ridehail writes: topics' streams and dead letters, publish markers, workers' state."""
+    patterns = ["stream:*", "rides:*", "locations:*"]
+    return [key for pattern in patterns for key in client.scan_iter(pattern, count=1000)]
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The real Redis named by REDIS_URL, with ridehail's keys cleared around each test."""
     client = shared_redis()
-    keys = [STREAM, DEAD_LETTER_STREAM]
-    for driver_set in (MATCHING_POOL, TRACKED_DRIVERS):
-        keys += [driver_set.key, driver_set.versions_key]
-    client.delete(*keys)
+    if keys := project_keys(client):
+        client.delete(*keys)
     yield client
-    client.delete(*keys)
+    if keys := project_keys(client):
+        client.delete(*keys)
 
 
 @pytest.fixture
@@ -80,6 +85,20 @@ def make_user(username: str, *, role: str = Role.RIDER, is_staff: bool = False) 
     user.set_password(PASSWORD)
     user.save()
     return user
+
+
+def make_drivers(count: int, *, prefix: str = "driver") -> list[User]:
+    # No passwords: hashing one takes a noticeable fraction of a second, and these never sign in.
+    return User.objects.bulk_create(
+        [User(username=f"{prefix}-{n:03d}", role=Role.DRIVER, password="!") for n in range(count)]
+    )
+
+
+def online_in_database() -> list[str]:
+    """Ids of the drivers the database says are online, sorted: what every worker's set must equal."""
+    return sorted(
+        str(pk) for pk in User.objects.filter(role=Role.DRIVER, is_available=True).values_list("id", flat=True)
+    )
 
 
 @pytest.fixture

@@ -1,72 +1,18 @@
-"""Shared plumbing for the benchmarks: a private Redis, child processes, statistics."""
+"""Shared plumbing for the benchmarks: statistics, a throwaway database, and the test suite's
+process helpers (a private Redis, child processes, ports) re-exported under the names used here."""
 
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import redis
+from tests.processes import ROOT, free_port, port_open, python, wait_until
+from tests.processes import RedisServer as PrivateRedis
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["ROOT", "PrivateRedis", "free_port", "median", "percentile", "python", "rss_bytes", "temp_sqlite_url"]
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
-
-
-class PrivateRedis:
-    """A redis-server of the benchmark's own, so nothing else on the machine shares its channel."""
-
-    def __init__(self, *extra_args: str) -> None:
-        self.extra_args = list(extra_args)
-
-    def __enter__(self) -> "PrivateRedis":
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                *self.extra_args,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_port(self.port)
-        self.client = redis.Redis.from_url(self.url)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-def python(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, **kwargs
-    )
+    wait_until(lambda: port_open(port), timeout=timeout, what=f"something listening on port {port}")
 
 
 def rss_bytes(pid: int) -> int:

@@ -10,7 +10,8 @@ What the loop repairs by itself, without exiting:
 - the group or the stream is gone (FLUSHALL, Redis restarted empty, the key deleted):
   the group is recreated and the handler rebuilds from the database;
 - entries this group had not read were trimmed (`MAXLEN`) before it got to them: it logs
-  how many, rebuilds, and moves the group past the gap so `lag` is right again;
+  how many, rebuilds, and moves the group past the gap so `lag` is right again (Redis 7.0
+  does not record trimmed entries as deleted: the count comes from `entries-added`);
 - consumers that died long ago and hold nothing are removed from the group.
 """
 
@@ -42,6 +43,11 @@ def stream_id(value: bytes | str | None) -> tuple[int, int]:
     text = value.decode() if isinstance(value, bytes) else (value or "0-0")
     milliseconds, _, sequence = text.partition("-")
     return int(milliseconds), int(sequence or 0)
+
+
+def previous_id(entry_id: tuple[int, int]) -> tuple[int, int]:
+    milliseconds, sequence = entry_id
+    return (milliseconds, sequence - 1) if sequence else (milliseconds - 1, 2**64 - 1)
 
 
 class StreamRunner(Runner):
@@ -109,24 +115,30 @@ class StreamRunner(Runner):
             return False
         self.logger.info("created consumer group %s on %s", self.group, self.stream)
         info = self.redis.xinfo_stream(self.stream)
-        trimmed = stream_id(info.get("max-deleted-entry-id")) != (0, 0)
-        if info["length"] == 0 or trimmed:
+        if info["length"] == 0 or info["entries-added"] > info["length"]:
             self.rebuild("the stream does not hold every event: rebuilt from the database")
-        if trimmed:
             self._skip_gap(info)
         return True
 
     def check_trimmed(self) -> int:
-        """Detect entries trimmed before this group read them; rebuild and skip the gap."""
+        """Detect entries trimmed before this group read them: log how many, rebuild, skip the gap.
+
+        Trimming removes entries from the head. Those the group had read number `entries-read`;
+        every other entry no longer in the stream was trimmed before the group got to it.
+        """
         info = self.redis.xinfo_stream(self.stream)
         group = self._group_info()
         last_delivered = stream_id(group["last-delivered-id"])
-        max_deleted = stream_id(info.get("max-deleted-entry-id"))
         first = info.get("first-entry")
-        if max_deleted <= last_delivered or (first is not None and stream_id(first[0]) <= last_delivered):
-            return 0
+        if first is not None and stream_id(first[0]) <= last_delivered:
+            return 0  # the group reads inside what the stream holds: no gap behind it
         read = group.get("entries-read")
-        missed = info["entries-added"] - read - info["length"] if read is not None else None
+        if read is None and last_delivered == (0, 0):
+            read = 0  # a group that never read anything
+        removed = info["entries-added"] - info["length"]
+        if read is not None and removed <= read:
+            return 0
+        missed = removed - read if read is not None else None
         self.logger.warning(
             "%s unread entries of %s were trimmed before group %s read them; rebuilding from the database",
             missed if missed is not None else "an unknown number of",
@@ -138,16 +150,14 @@ class StreamRunner(Runner):
         return missed or 0
 
     def _skip_gap(self, info: dict[str, Any]) -> None:
-        # Past the deleted entries, with the read counter right again: `events status`
+        # Just before the first entry left, with the read counter right again: `events status`
         # shows the true lag, and the gap is not reported twice.
-        max_deleted = stream_id(info.get("max-deleted-entry-id"))
-        if stream_id(self._group_info()["last-delivered-id"]) >= max_deleted:
+        first = info.get("first-entry")
+        target = previous_id(stream_id(first[0])) if first is not None else stream_id(info["last-generated-id"])
+        if stream_id(self._group_info()["last-delivered-id"]) >= target:
             return  # another consumer of the group already moved it on
         self.redis.xgroup_setid(
-            self.stream,
-            self.group,
-            f"{max_deleted[0]}-{max_deleted[1]}",
-            entries_read=info["entries-added"] - info["length"],
+            self.stream, self.group, f"{target[0]}-{target[1]}", entries_read=info["entries-added"] - info["length"]
         )
 
     def _group_info(self) -> dict[str, Any]:

@@ -3,13 +3,14 @@ zero 5xx, every response conforming to the schema, auth headers valid and invali
 
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import client_for
-from ridehail.testing import AsgiServer
+from tests.servers import AsgiServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,6 +47,7 @@ def server(redis_client) -> Iterator[AsgiServer]:
 
 
 def schemathesis(server: AsgiServer, token: str, *options: str) -> subprocess.CompletedProcess:
+    # From a temporary folder: schemathesis keeps a cache of its findings in the working directory.
     command = [
         SCHEMATHESIS,
         "run",
@@ -60,7 +62,8 @@ def schemathesis(server: AsgiServer, token: str, *options: str) -> subprocess.Co
         "10",
         *options,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    with tempfile.TemporaryDirectory(prefix="ridehail-schemathesis-") as workdir:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=workdir)
 
 
 @pytest.mark.parametrize("persona", ["driver", "staff"])

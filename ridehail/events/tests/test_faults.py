@@ -13,8 +13,10 @@ from conftest import client_for
 from ridehail.events.connection import shared_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import relay_once
-from ridehail.testing import AsgiServer, TcpProxy, child_database_url, wait_until
 from rides.subscribers import MATCHING_POOL
+from tests.faults import TcpProxy
+from tests.processes import wait_until
+from tests.servers import AsgiServer, child_database_url
 from users.events import DRIVER_STATUS
 from users.services import set_driver_availability
 

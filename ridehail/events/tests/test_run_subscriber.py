@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 
 from conftest import LISTENING, client_for
 from ridehail.events.connection import shared_redis
-from ridehail.testing import wait_until
 from rides.subscribers import MATCHING_POOL
+from tests.processes import wait_until
 from users.events import DRIVER_STATUS
 from users.services import set_driver_availability
 

@@ -13,7 +13,7 @@ from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import prune_published, relay_once
 from ridehail.events.publisher import publish_pending
 from ridehail.events.topic import STREAM_FIELD
-from ridehail.testing import wait_until
+from tests.processes import wait_until
 from users.events import DRIVER_STATUS
 from users.services import set_driver_availability
 

@@ -8,7 +8,9 @@ from functools import partial
 import pytest
 import redis
 
-from ridehail.testing import AsgiServer, change_soon, connect, receive_json, session_cookie, wait_until
+from tests.dashboard import change_soon, connect, receive_json, session_cookie
+from tests.processes import wait_until
+from tests.servers import AsgiServer
 from users.events import DRIVER_STATUS
 from users.models import Role, User
 from users.services import set_driver_availability

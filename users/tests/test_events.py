@@ -1,4 +1,4 @@
-"""The wire format: what the publisher writes, every consumer must read back; garbage is refused clearly."""
+"""The driver status event on the wire: what the publisher writes, consumers read back; garbage is refused."""
 
 import json
 import uuid
@@ -70,6 +70,12 @@ def _with(**changes: object) -> bytes:
         (_with(timestamp="yesterday"), "'timestamp' is not an RFC 3339"),
         (_with(timestamp="2026-02-01T12:00:00"), "'timestamp' has no time zone"),
         (_with(eventId=None), "'eventId' is not a UUID"),
+        # Found by an attacker: these parsed as valid and then broke the dashboard or froze a driver.
+        (_with(timestamp="9999-12-31T23:59:59-05:00"), "'timestamp' is not a timestamp within years 1970-9999"),
+        (_with(timestamp="1969-12-31T23:59:59Z"), "'timestamp' is not a timestamp within years 1970-9999"),
+        (_with(timestamp="20260201T120000Z"), "'timestamp' is not an RFC 3339"),
+        (_with(version=2**53), "'version' is not a positive integer below 2\\^53"),
+        (_with(version=9223372036854775808), "'version' is not a positive integer"),
     ],
 )
 def test_invalid_messages_are_refused_with_a_reason(raw, reason):

@@ -1,4 +1,4 @@
-"""The rides handler called directly: one event in, the matching pool and the log line out."""
+"""The driver-set handler (the rides worker's matching pool) called directly: events in, set and log lines out."""
 
 import logging
 import uuid

@@ -8,34 +8,21 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
+from conftest import make_drivers, online_in_database
 from ridehail.events.connection import worker_redis
 from ridehail.events.stream import StreamRunner
 from ridehail.events.topic import STREAM_FIELD
-from ridehail.testing import wait_until
 from rides.subscribers import MATCHING_POOL, MatchingPoolHandler
+from tests.processes import wait_until
 from users.events import DRIVER_STATUS, DriverStatusChanged
-from users.models import Role, User
 from users.services import set_driver_availability
 
 DEAD_LETTER_STREAM = DRIVER_STATUS.dead_letters
 STREAM = DRIVER_STATUS.stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_drivers(count: int) -> list[User]:
-    # No passwords: hashing one takes a noticeable fraction of a second, and these never sign in.
-    return User.objects.bulk_create(
-        [User(username=f"driver-{n:03d}", role=Role.DRIVER, password="!") for n in range(count)]
-    )
-
-
-def online_in_database() -> list[str]:
-    return sorted(
-        str(pk) for pk in User.objects.filter(role=Role.DRIVER, is_available=True).values_list("id", flat=True)
-    )
 
 
 def group_info(client: redis.Redis, group: str = "rides") -> dict:
@@ -179,3 +166,83 @@ def test_events_status_and_replay_dead(redis_client, capsys):
 
     call_command("events", "status")
     assert "group rides: pending 0, lag 2" in capsys.readouterr().out
+
+
+class HookFailsOnce(MatchingPoolHandler):
+    """A hook that does part of its work, then fails the first time (a downstream call timing out)."""
+
+    def on_added(self, driver_id: uuid.UUID) -> None:
+        attempts = self.redis.hincrby("test:hook-attempts", str(driver_id), 1)
+        super().on_added(driver_id)  # the log line: an effect done before the failure
+        if attempts == 1:
+            raise RuntimeError("downstream timed out")
+        self.redis.hset("test:hook-effects", str(driver_id), "done")  # idempotent: once in effect
+
+
+def test_a_hook_that_fails_once_is_retried_and_takes_effect_once(redis_client, caplog):
+    [driver] = make_drivers(1)
+    stop = threading.Event()
+    runner = StreamRunner(HookFailsOnce(worker_redis()), read_client=worker_redis(), stop=stop, claim_idle=0.2)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        wait_until(lambda: f"reading {STREAM}" in caplog.text, what="the runner to read")
+        set_driver_availability(driver_id=driver.id, available=True)
+        wait_until(lambda: redis_client.hget("test:hook-effects", str(driver.id)), timeout=10, what="the effect")
+        wait_until(lambda: all_acknowledged(redis_client), what="the entry acknowledged")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        redis_client.delete("test:hook-attempts", "test:hook-effects")
+
+    # The first attempt failed after its log line and before the version was written: the
+    # retry found the event not done, ran the hook again, and only then recorded the version.
+    assert caplog.text.count(f"driver {driver.id} added to matching pool") == 2
+    assert "downstream timed out" in caplog.text  # logged with its traceback, not swallowed
+    assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
+    assert redis_client.hget(MATCHING_POOL.versions_key, str(driver.id)) == b"1"
+
+
+def test_replaying_an_entry_that_two_groups_dead_lettered_puts_it_back_once(redis_client, capsys):
+    [driver] = make_drivers(1)
+    set_driver_availability(driver_id=driver.id, available=True)
+    [(entry_id, fields)] = redis_client.xrange(STREAM)
+    for group in ("rides", "locations"):
+        runner = StreamRunner(MatchingPoolHandler(worker_redis()), read_client=worker_redis(), stop=threading.Event())
+        runner.group = group
+        runner.ensure_group()
+        runner.dead_letter(entry_id, fields[STREAM_FIELD.encode()], "handler failed 5 times", deliveries=6)
+    assert redis_client.xlen(DEAD_LETTER_STREAM) == 2
+
+    call_command("events", "replay-dead")
+    call_command("events", "replay-dead")
+
+    assert "1 dead letter(s) put back" in capsys.readouterr().out
+    assert redis_client.xlen(DEAD_LETTER_STREAM) == 0
+    assert redis_client.xlen(STREAM) == 2  # the original, and one replay of it
+
+
+def test_consumers_of_dead_processes_are_removed_once_idle_with_nothing_pending(redis_client):
+    [driver] = make_drivers(1)
+    runner = StreamRunner(
+        MatchingPoolHandler(worker_redis()), read_client=worker_redis(), stop=threading.Event(), claim_idle=0.1
+    )
+    runner.ensure_group()
+    set_driver_availability(driver_id=driver.id, available=True)
+    redis_client.xreadgroup("rides", "dead-holding", {STREAM: ">"}, count=1)  # holds one entry
+    redis_client.xreadgroup("rides", "dead-empty", {STREAM: "0"})  # read its (empty) history: holds nothing
+
+    wait_until(lambda: runner.forget_dead_consumers() == 1, timeout=5, what="the empty consumer removed")
+
+    names = {consumer["name"] for consumer in redis_client.xinfo_consumers(STREAM, "rides")}
+    assert names == {b"dead-holding"}  # its entry is claimed, never dropped
+
+
+def test_events_status_with_redis_down_still_prints_the_outbox_and_exits_1(driver, redis_unreachable, capsys):
+    set_driver_availability(driver_id=driver.id, available=True)  # Redis down: the event waits
+
+    with pytest.raises(CommandError, match="Redis is unreachable") as failed:
+        call_command("events", "status")
+
+    assert failed.value.returncode == 1  # what `manage.py events status` exits with
+    assert "outbox   1 event(s) waiting to be published" in capsys.readouterr().out

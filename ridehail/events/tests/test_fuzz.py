@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ridehail.events.topic import STREAM_FIELD
-from ridehail.testing import wait_until
 from rides.subscribers import MATCHING_POOL
+from tests.processes import wait_until
 from users.events import DRIVER_STATUS
 from users.models import Role, User
 from users.services import set_driver_availability
@@ -65,7 +65,7 @@ def test_garbage_never_kills_the_workers_nor_changes_their_state(redis_client, k
     stream_worker = start_worker("locations", "--transport", "stream", "--claim-idle", "1")
     sent = {"count": 0}
 
-    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(batch=st.lists(payloads, min_size=50, max_size=150))
     def throw(batch: list[bytes]) -> None:
         pipe = redis_client.pipeline(transaction=False)

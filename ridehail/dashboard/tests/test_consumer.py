@@ -11,7 +11,9 @@ import redis
 import websockets
 
 from conftest import make_user
-from ridehail.testing import AsgiServer, RedisServer, change_soon, connect, receive_json, session_cookie
+from tests.dashboard import change_soon, connect, receive_json, session_cookie
+from tests.processes import RedisServer
+from tests.servers import AsgiServer
 from users.events import DRIVER_STATUS, DriverStatusChanged
 from users.models import Role
 from users.services import set_driver_availability

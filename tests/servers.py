@@ -1,0 +1,55 @@
+"""The project's own processes (manage.py commands, the ASGI server) on the test database and Redis."""
+
+import sys
+
+from django.conf import settings
+from django.db import connection
+
+from tests.processes import ROOT, ManagedProcess, free_port
+
+MANAGE_PY = ROOT / "manage.py"
+
+
+def child_database_url() -> str:
+    """A DATABASE_URL that lets a child process reach the test database this test uses."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
+    """A `manage.py` child process that uses this test's database and Redis."""
+    child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1"}
+    return ManagedProcess([sys.executable, str(MANAGE_PY), *args], env={**child_env, **(env or {})})
+
+
+WS_MAX_SIZE = 65536  # bytes per websocket message; the dashboard's clients never send anything
+
+
+class AsgiServer(ManagedProcess):
+    """The production ASGI server (uvicorn) serving this project on a free port."""
+
+    def __init__(self, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, **(env or {})}
+        args = [
+            "-m",
+            "uvicorn",
+            "ridehail.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ws-max-size",
+            str(WS_MAX_SIZE),
+        ]  # as the Dockerfile runs it
+        super().__init__([sys.executable, *args, "--no-access-log"], env=child_env)
+
+    def start(self) -> "AsgiServer":
+        super().start()
+        self.wait_for_output("Application startup complete")
+        return self
