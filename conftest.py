@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from locations.subscribers import TRACKED_DRIVERS
+from ridehail import throttling
 from ridehail.events.connection import shared_redis
 from ridehail.events.event import CHANNEL, DEAD_LETTER_STREAM, STREAM
 from ridehail.testing import ChannelListener, ManagedProcess, RedisServer, manage_py
@@ -22,10 +23,11 @@ READING = f"reading {STREAM} as"
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles() -> None:
-    """Throttle counters live in Redis and outlast a test: every test starts with none."""
+    """Rate-limit counters outlast a test in Redis: every test starts with none."""
+    throttling.reset()
     client = shared_redis()
     try:
-        keys = list(client.scan_iter("ridehail-cache:*throttle_*"))
+        keys = list(client.scan_iter("ridehail:throttle:*"))
         if keys:
             client.delete(*keys)
     except redis.RedisError:
@@ -57,8 +59,9 @@ def own_redis(settings) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_unreachable(settings) -> Iterator[None]:
-    """This process's Redis URL points where nothing listens (port 1)."""
+    """This process's Redis (the URL and the cache built from it) points where nothing listens (port 1)."""
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": settings.REDIS_URL}}
     shared_redis.cache_clear()
     yield
     shared_redis.cache_clear()

@@ -1,5 +1,6 @@
 """Settings for ridehail, read from the environment (see the README's Configuration table)."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -32,8 +33,14 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
-# A TLS-terminating proxy in front must set X-Forwarded-Proto (uvicorn --proxy-headers trusts it).
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# How many proxies in front of the web server append to X-Forwarded-For (and may set
+# X-Forwarded-Proto). 0: clients connect directly, and those headers are never believed. The
+# server itself never rewrites the client address from headers (ridehail/server.py); Django
+# reads them, this many hops from the right (ridehail/throttling.py).
+RIDEHAIL_TRUSTED_PROXIES = env_int("RIDEHAIL_TRUSTED_PROXIES", 0, minimum=0)
+# A TLS-terminating proxy in front must set X-Forwarded-Proto; without a trusted proxy a client
+# could send it itself, so it is believed only when RIDEHAIL_TRUSTED_PROXIES says there is one.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS and RIDEHAIL_TRUSTED_PROXIES else None
 
 INSTALLED_APPS = [
     "daphne",  # makes `runserver` an ASGI server: HTTP and websockets in one process
@@ -171,7 +178,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
 
-# Shared by every process (throttle counters must be): Redis, with short timeouts.
+# Shared by every process: Redis, with short timeouts.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -182,10 +189,16 @@ CACHES = {
 }
 
 # Request rates per scope ("N/second|minute|hour|day"); over the limit: 429 with Retry-After.
+# Counted in Redis (ridehail/throttling.py); while Redis is unreachable each web process counts
+# alone and allows rate / RIDEHAIL_WEB_PROCESSES, so together they stay within the rate.
 RIDEHAIL_THROTTLE_RATES = {
-    "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),  # login and register, per client IP
+    # login on every way in (API, /accounts/login/, /admin/login/) and register, per client address
+    "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),
     "driver-status": env_rate("RIDEHAIL_THROTTLE_DRIVER_STATUS", "120/minute"),  # status changes, per driver
 }
+
+# The web server's processes (WEB_CONCURRENCY, as the production command reads it).
+RIDEHAIL_WEB_PROCESSES = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
 
 CHANNEL_LAYERS = {
     "default": {

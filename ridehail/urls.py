@@ -4,12 +4,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ridehail import health
 from ridehail.api import optional_slash_path
+from ridehail.throttling import limit_login_attempts
 
 # The admin's "View site" link leads operators to the live dashboard.
 admin.site.site_url = "/dashboard/"
 admin.site.site_header = "ridehail operations"
 
 urlpatterns = [
+    # Before the admin's own URLs: its login form counts in the same window as every other way in.
+    path("admin/login/", limit_login_attempts(admin.site.login)),
     path("admin/", admin.site.urls),
     optional_slash_path("healthz", health.healthz, name="healthz"),
     optional_slash_path("readyz", health.readyz, name="readyz"),
