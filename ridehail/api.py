@@ -4,6 +4,8 @@ import logging
 from typing import Any
 
 import redis
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.urls import URLPattern, re_path
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -51,10 +53,14 @@ class DriverSetApi(APIView):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus 503 when a backing service is down: never a 500 for an outage."""
+    """DRF's handler, plus 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE and 503 when a backing
+    service is down: never a 500 (nor Django's HTML 400) for what a client sends or for an outage."""
     response = drf_exception_handler(exc, context)
     if response is not None:
         return response
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"detail": f"Request body too large: at most {limit} bytes."}, status=413)
     if isinstance(exc, redis.RedisError):
         logger.warning("Redis unavailable while serving %s: %s", context["request"].path, exc)
         return Response({"detail": "Redis is unavailable; try again shortly."}, status=503)
