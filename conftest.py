@@ -23,11 +23,11 @@ READING = f"reading {STREAM} as"
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles() -> None:
-    """Rate-limit counters outlast a test in Redis: every test starts with none."""
+    """Rate-limit counters and dashboard socket leases outlast a test in Redis: every test starts with none."""
     throttling.reset()
     client = shared_redis()
     try:
-        keys = list(client.scan_iter("ridehail:throttle:*"))
+        keys = [*client.scan_iter("ridehail:throttle:*"), *client.scan_iter("ridehail:dashboard-sockets:*")]
         if keys:
             client.delete(*keys)
     except redis.RedisError:

@@ -216,6 +216,9 @@ RIDEHAIL_PUBLISH_TIMEOUT = env_float("RIDEHAIL_PUBLISH_TIMEOUT", 0.5, minimum=0.
 RIDEHAIL_OUTBOX_RETENTION = env_int("RIDEHAIL_OUTBOX_RETENTION", 86_400, minimum=0)
 # Events a dashboard socket may fall behind before it is closed (and resyncs on reconnect).
 RIDEHAIL_DASHBOARD_QUEUE_LIMIT = env_int("RIDEHAIL_DASHBOARD_QUEUE_LIMIT", 1000, minimum=1)
+# Dashboard sockets one browser session may have open at once, across all web processes;
+# beyond that a new one is closed with 4429 (ridehail/dashboard/session_sockets.py).
+RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION = env_int("RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION", 10, minimum=1)
 # How often open dashboards are checked against their user still being active staff.
 RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS = env_float("RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS", 3.0, minimum=0.1)
 

@@ -10,6 +10,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from ridehail.dashboard.access import process_access_watcher
+from ridehail.dashboard.session_sockets import session_sockets
 from ridehail.events.fanout import Delivery, FanoutUnavailable, process_fanout
 from users.selectors import dashboard_drivers
 
@@ -27,6 +28,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self) -> None:
+        if not await session_sockets().admit(self):  # closed with 4429: too many open in this session
+            return
         user = self.scope.get("user")
         if not (user and user.is_authenticated and user.is_staff):
             await self.close()  # before accept: the handshake is refused, no data sent
@@ -100,6 +103,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        await session_sockets().release(self)
         if hasattr(self, "pending"):
             process_fanout().leave(self)
             process_access_watcher().forget(self)
