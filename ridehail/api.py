@@ -1,6 +1,7 @@
-"""Pieces every app's API shares: URL helper, staff permission, error mapping."""
+"""Pieces every app's API shares: URL helper, strict bodies, staff permission, error mapping."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -26,6 +27,21 @@ logger = logging.getLogger(__name__)
 def optional_slash_path(route: str, view: Any, *, name: str) -> URLPattern:
     """Match `route` with and without a trailing slash, without redirecting (a redirect loses a PUT body)."""
     return re_path(rf"^{route}/?$", view, name=name)
+
+
+class StrictSerializer(serializers.Serializer):
+    """The base of every serializer that reads a request body: a field it does not know is an error.
+
+    DRF ignores unknown fields, so a misspelt `{"availble": true}` read as `{}`, which toggles.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            known = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
 
 
 class IsStaff(BasePermission):

@@ -1,9 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ridehail import health
 from ridehail.api import optional_slash_path
+from ridehail.http import api_not_found
 from ridehail.throttling import limit_login_attempts
 
 # The admin's "View site" link leads operators to the live dashboard.
@@ -25,4 +26,5 @@ urlpatterns = [
     path("", include("users.urls")),
     path("", include("rides.urls")),
     path("", include("locations.urls")),
+    re_path(r"^api/", api_not_found),  # last: whatever else is under /api/ is a JSON 404
 ]

@@ -2,6 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ridehail.api import StrictSerializer
 from ridehail.events.event import format_timestamp
 from users.models import Role, User
 from users.services import StatusChange
@@ -18,10 +19,10 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(StrictSerializer):
     username = serializers.CharField(max_length=150, validators=User._meta.get_field("username").validators)
     password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
-    role = serializers.ChoiceField(choices=Role.choices)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.RIDER)
 
     def validate_username(self, value: str) -> str:
         if User.objects.filter(username__iexact=value).exists():
@@ -29,7 +30,7 @@ class RegisterSerializer(serializers.Serializer):
         return value
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(StrictSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False)
 
@@ -50,7 +51,7 @@ class MeSerializer(UserSerializer):
         return data
 
 
-class DriverStatusUpdateSerializer(serializers.Serializer):
+class DriverStatusUpdateSerializer(StrictSerializer):
     """An empty body toggles; `{"available": true|false}` sets."""
 
     available = StrictBooleanField(required=False)

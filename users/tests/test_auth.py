@@ -5,6 +5,11 @@ import pytest
 from conftest import PASSWORD
 from users.models import User
 
+
+def register(client, username: str, **extra):
+    return client.post("/api/auth/register", {"username": username, "password": PASSWORD, **extra}, format="json")
+
+
 pytestmark = pytest.mark.django_db
 
 
@@ -25,7 +30,6 @@ def test_anyone_can_register_as_driver_or_rider(anonymous_client, role):
     ("body", "field"),
     [
         ({"username": "x", "password": PASSWORD, "role": "admin"}, "role"),
-        ({"username": "x", "password": PASSWORD}, "role"),
         ({"username": "x", "password": "123", "role": "rider"}, "password"),
         ({"username": "", "password": PASSWORD, "role": "rider"}, "username"),
         ({"username": "bad name!", "password": PASSWORD, "role": "rider"}, "username"),
@@ -41,12 +45,36 @@ def test_register_rejects_invalid_fields(anonymous_client, body, field):
     assert not User.objects.exists()
 
 
+def test_register_refuses_an_unknown_field(anonymous_client):
+    response = register(anonymous_client, "new", is_staff=True)
+
+    assert response.status_code == 400
+    assert response.json() == {"is_staff": ["Unknown field."]}
+    assert not User.objects.exists()
+
+
+def test_login_refuses_an_unknown_field(anonymous_client, driver):
+    body = {"username": "driver", "password": PASSWORD, "remember": True}
+    response = anonymous_client.post("/api/auth/login", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"remember": ["Unknown field."]}
+
+
 def test_register_refuses_a_taken_username(anonymous_client, rider):
     response = anonymous_client.post(
         "/api/auth/register", {"username": "RIDER", "password": PASSWORD, "role": "driver"}, format="json"
     )
     assert response.status_code == 400
     assert "username" in response.json()
+
+
+def test_register_without_a_role_makes_a_rider(anonymous_client):
+    response = register(anonymous_client, "no-role")
+
+    assert response.status_code == 201
+    assert response.json()["role"] == "rider"
+    assert User.objects.get(username="no-role").role == "rider"
 
 
 def test_login_returns_a_token_that_authenticates(anonymous_client, driver):
