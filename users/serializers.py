@@ -20,14 +20,11 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class RegisterSerializer(StrictSerializer):
+    # Whether the name is taken is the database's to say (a unique constraint, case-insensitive):
+    # a query here first would race with a concurrent registration.
     username = serializers.CharField(max_length=150, validators=User._meta.get_field("username").validators)
     password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.RIDER)
-
-    def validate_username(self, value: str) -> str:
-        if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError("A user with that username already exists.")
-        return value
 
 
 class LoginSerializer(StrictSerializer):
