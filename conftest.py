@@ -8,6 +8,7 @@ from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ridehail import throttling
 from ridehail.events.connection import shared_redis
 from tests.channels import ChannelListener
 from tests.processes import ManagedProcess, RedisServer
@@ -26,10 +27,11 @@ READING = f"reading {STREAM} as"
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles() -> None:
-    """Throttle counters live in Redis and outlast a test: every test starts with none."""
+    """Rate-limit counters and dashboard socket leases outlast a test in Redis: every test starts with none."""
+    throttling.reset()
     client = shared_redis()
     try:
-        keys = list(client.scan_iter("ridehail-cache:*throttle_*"))
+        keys = [*client.scan_iter("ridehail:throttle:*"), *client.scan_iter("ridehail:dashboard-sockets:*")]
         if keys:
             client.delete(*keys)
     except redis.RedisError:
@@ -66,8 +68,9 @@ def own_redis(settings) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_unreachable(settings) -> Iterator[None]:
-    """This process's Redis URL points where nothing listens (port 1)."""
+    """This process's Redis (the URL and the cache built from it) points where nothing listens (port 1)."""
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": settings.REDIS_URL}}
     shared_redis.cache_clear()
     yield
     shared_redis.cache_clear()

@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP goes to Django, `/ws/dashboard/` to the dashboard consumer.
 
-Websockets pass the origin check (against DJANGO_ALLOWED_HOSTS; a missing Origin is
-refused) and session authentication before the consumer sees them.
+Websockets pass the origin check (the page's own scheme, host and port, the host in
+DJANGO_ALLOWED_HOSTS; a missing Origin is refused: ridehail/dashboard/origin.py) and session
+authentication before the consumer sees them.
 """
 
 import gc
@@ -13,15 +14,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ridehail.settings")
 django_application = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from ridehail.dashboard.auth import SessionUserMiddleware  # noqa: E402
+from ridehail.dashboard.origin import SameOriginValidator  # noqa: E402
 from ridehail.dashboard.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": AllowedHostsOriginValidator(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -6,13 +6,16 @@ from django.db.utils import Error as DatabaseError
 from django.http import HttpRequest, JsonResponse
 
 from ridehail.events.connection import shared_redis
+from ridehail.http import allow_methods
 
 
+@allow_methods("GET")
 def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up; says nothing about its dependencies."""
     return JsonResponse({"status": "ok"})
 
 
+@allow_methods("GET")
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready when both the database and Redis answer; a 503 names what failed."""
     failed = {}

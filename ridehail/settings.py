@@ -1,8 +1,10 @@
 """Settings for ridehail, read from the environment (see the README's Configuration table)."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from ridehail.env import env_bool, env_float, env_int, env_list, env_rate, env_str, read_secret_file
@@ -32,8 +34,35 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
-# A TLS-terminating proxy in front must set X-Forwarded-Proto (uvicorn --proxy-headers trusts it).
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# How many proxies in front of the web server append to X-Forwarded-For (and may set
+# X-Forwarded-Proto). 0: clients connect directly, and those headers are never believed. The
+# server itself never rewrites the client address from headers (ridehail/server.py); Django
+# reads them, this many hops from the right (ridehail/throttling.py).
+RIDEHAIL_TRUSTED_PROXIES = env_int("RIDEHAIL_TRUSTED_PROXIES", 0, minimum=0)
+# A TLS-terminating proxy in front must set X-Forwarded-Proto; without a trusted proxy a client
+# could send it itself, so it is believed only when RIDEHAIL_TRUSTED_PROXIES says there is one.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS and RIDEHAIL_TRUSTED_PROXIES else None
+
+# Every page: no inline script or style, nothing from other hosts but images, never in a frame.
+# The policy is django-csp's (Django 5.2 has none of its own); extend a directive here, e.g. a
+# map whose tiles come from another host needs that host in img-src (https: already allows it).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "https:"],  # map tiles (RIDEHAIL_MAP_TILES) come from another host
+        "connect-src": [SELF],  # the dashboard's websocket: 'self' covers ws(s):// to the page's own host
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 
 INSTALLED_APPS = [
     "daphne",  # makes `runserver` an ASGI server: HTTP and websockets in one process
@@ -58,9 +87,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "ridehail.http.MethodNotAllowedMiddleware",  # before the CSRF check: a wrong method is a 405
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -150,7 +181,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["ridehail.parsers.JSONParser"],  # refuses JSON nested too deep
     "EXCEPTION_HANDLER": "ridehail.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -171,7 +202,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
 
-# Shared by every process (throttle counters must be): Redis, with short timeouts.
+# Shared by every process: Redis, with short timeouts.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -182,10 +213,16 @@ CACHES = {
 }
 
 # Request rates per scope ("N/second|minute|hour|day"); over the limit: 429 with Retry-After.
+# Counted in Redis (ridehail/throttling.py); while Redis is unreachable each web process counts
+# alone and allows rate / RIDEHAIL_WEB_PROCESSES, so together they stay within the rate.
 RIDEHAIL_THROTTLE_RATES = {
-    "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),  # login and register, per client IP
+    # login on every way in (API, /accounts/login/, /admin/login/) and register, per client address
+    "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),
     "driver-status": env_rate("RIDEHAIL_THROTTLE_DRIVER_STATUS", "120/minute"),  # status changes, per driver
 }
+
+# The web server's processes (WEB_CONCURRENCY, as the production command reads it).
+RIDEHAIL_WEB_PROCESSES = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -205,6 +242,9 @@ RIDEHAIL_PUBLISH_TIMEOUT = env_float("RIDEHAIL_PUBLISH_TIMEOUT", 0.5, minimum=0.
 RIDEHAIL_OUTBOX_RETENTION = env_int("RIDEHAIL_OUTBOX_RETENTION", 86_400, minimum=0)
 # Events a dashboard socket may fall behind before it is closed (and resyncs on reconnect).
 RIDEHAIL_DASHBOARD_QUEUE_LIMIT = env_int("RIDEHAIL_DASHBOARD_QUEUE_LIMIT", 1000, minimum=1)
+# Dashboard sockets one browser session may have open at once, across all web processes;
+# beyond that a new one is closed with 4429 (ridehail/dashboard/session_sockets.py).
+RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION = env_int("RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION", 10, minimum=1)
 # How often open dashboards are checked against their user still being active staff.
 RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS = env_float("RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS", 3.0, minimum=0.1)
 

@@ -1,56 +1,258 @@
-"""Request throttles: 429 with Retry-After, counted in the shared cache (Redis) across processes."""
+"""Rate limits (429 with Retry-After): one mechanism for the API and the HTML login forms.
 
+Login is limited per client address on every way in: `/api/auth/login` and register (DRF
+throttles below) and the `/accounts/login/` and `/admin/login/` forms (`limit_login_attempts`).
+All of them count in the same window, so trying the three doors does not triple the rate.
+
+The client address is the TCP peer (`REMOTE_ADDR`) unless RIDEHAIL_TRUSTED_PROXIES says how many
+proxies in front of us append to `X-Forwarded-For`; then it is the address that many hops from
+the right, the one our outermost proxy saw. Anything further left was written by the client and
+is never trusted (DRF's own `get_ident` trusts the whole header when NUM_PROXIES is unset).
+
+Counters live in Redis, shared by every process: a sliding window kept and checked in one Lua
+script, so parallel requests cannot all slip past a read-then-write. If Redis is unreachable the
+limit is not lifted: each process counts in its own memory, allowing its share of the rate
+(the rate divided by RIDEHAIL_WEB_PROCESSES), so the processes together stay within the limit.
+"""
+
+import ipaddress
 import logging
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from functools import cache, wraps
+from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
 
+AUTH = "auth"  # login (every way in) and register, per client address
+KEY_PREFIX = "ridehail:throttle"
 
-class SettingsRateThrottle(SimpleRateThrottle):
-    """Reads its rate from RIDEHAIL_THROTTLE_RATES, and lets requests through if the cache is down.
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-    A throttle must never turn a Redis outage into failed logins or status changes: the
-    outage is logged and the request is allowed.
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """ "20/minute" -> (20, 60): how many requests per how many seconds (validated by env_rate)."""
+    count, period = rate.split("/")
+    return int(count), _PERIODS[period[0]]
+
+
+def rate_of(scope: str) -> tuple[int, int]:
+    try:
+        return parse_rate(settings.RIDEHAIL_THROTTLE_RATES[scope])
+    except KeyError:
+        raise ImproperlyConfigured(f"no rate for throttle scope {scope!r} in RIDEHAIL_THROTTLE_RATES") from None
+
+
+def client_address(request: HttpRequest | Request) -> str:
+    """The address rate limits count against: see the module docstring."""
+    peer = request.META.get("REMOTE_ADDR") or "unknown"
+    trusted = settings.RIDEHAIL_TRUSTED_PROXIES
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if trusted == 0 or not forwarded:
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    if not hops:
+        return peer
+    # Fewer hops than proxies: the request skipped one of them; the leftmost is the best we have.
+    return _normalised(hops[-min(trusted, len(hops))])
+
+
+def _normalised(address: str) -> str:
+    """One spelling per address, so "::1" and "0:0::1" share a counter; junk is kept, bounded."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address[:64]
+
+
+# -- where counts are kept ----------------------------------------------------------------
+
+# KEYS[1]: the window; ARGV: window (ms), limit, a unique member. Returns 0 when the request is
+# allowed (and counted), else the milliseconds until the oldest counted request leaves the window.
+# Redis's own clock, so that every process measures the window the same way.
+_SLIDING_WINDOW = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now_ms)
+"""
+
+
+# A count is one round trip; a Redis that takes longer than this is treated as down, so that a
+# slow Redis costs a request at most this much (a status change also waits on it to publish).
+REDIS_TIMEOUT = 0.2
+# After a failure, count in memory for this long before asking Redis again: one slow request
+# per process per interval, not every request.
+REDIS_RETRY_SECONDS = 5.0
+
+
+@cache
+def _counters_redis(url: str) -> redis.Redis:
+    """The counters' client: ridehail.events.connection's shared client has the publish timeout,
+    too long to wait on for a rate limit; this one gives up after REDIS_TIMEOUT and never retries."""
+    return redis.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT, retry_on_timeout=False
+    )
+
+
+def _redis_hit(key: str, limit: int, period: int) -> float | None:
+    client = _counters_redis(settings.REDIS_URL)
+    wait_ms = client.eval(_SLIDING_WINDOW, 1, key, period * 1000, limit, uuid.uuid4().hex)
+    return None if wait_ms == 0 else wait_ms / 1000
+
+
+class LocalWindows:
+    """The same sliding windows in this process's memory, for when Redis is unreachable.
+
+    Bounded: at most `max_keys` windows are kept, the least recently used go first, so a flood
+    of addresses cannot grow it without limit.
     """
 
-    def get_rate(self) -> str:
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self.windows: OrderedDict[str, deque[float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def hit(self, key: str, limit: int, period: int) -> float | None:
+        now = time.monotonic()
+        with self.lock:
+            window = self.windows.pop(key, None) or deque()
+            while window and window[0] <= now - period:
+                window.popleft()
+            self.windows[key] = window
+            while len(self.windows) > self.max_keys:
+                self.windows.popitem(last=False)
+            if len(window) < limit:
+                window.append(now)
+                return None
+            return max(0.001, window[0] + period - now)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.windows.clear()
+
+
+class Outage:
+    """Whether to skip Redis for now, and a log line at most once a minute while it is away."""
+
+    def __init__(self) -> None:
+        self.retry_at = 0.0
+        self.logged_at = -math.inf
+
+    def skip_redis(self) -> bool:
+        return time.monotonic() < self.retry_at
+
+    def failed(self, scope: str, exc: Exception) -> None:
+        now = time.monotonic()
+        self.retry_at = now + REDIS_RETRY_SECONDS
+        if now - self.logged_at > 60:
+            self.logged_at = now
+            logger.warning("rate limit %s counted in this process only: Redis unavailable: %s", scope, exc)
+
+
+local_windows = LocalWindows()
+outage = Outage()
+
+
+def hit(scope: str, ident: str) -> float | None:
+    """Count one request of `ident` in `scope`: None if allowed, else the seconds to wait."""
+    limit, period = rate_of(scope)
+    key = f"{KEY_PREFIX}:{scope}:{ident}"
+    if not outage.skip_redis():
         try:
-            return settings.RIDEHAIL_THROTTLE_RATES[self.scope]
-        except KeyError:
-            raise ImproperlyConfigured(
-                f"no rate for throttle scope {self.scope!r} in RIDEHAIL_THROTTLE_RATES"
-            ) from None
+            return _redis_hit(key, limit, period)
+        except redis.RedisError as exc:
+            outage.failed(scope, exc)
+    share = math.ceil(limit / settings.RIDEHAIL_WEB_PROCESSES)
+    return local_windows.hit(key, share, period)
+
+
+def reset() -> None:
+    """Forget every count and outage kept in this process (tests)."""
+    local_windows.clear()
+    global outage
+    outage = Outage()
+
+
+def retry_after(wait: float) -> int:
+    return max(1, math.ceil(wait))
+
+
+# -- the API (DRF throttles) -----------------------------------------------------------------
+
+
+class ScopedThrottle(BaseThrottle):
+    """A DRF throttle over `hit`; subclasses say which scope and whom a request counts against."""
+
+    scope: str
+
+    def ident(self, request: Request) -> str | None:
+        raise NotImplementedError
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        self.rate = self.get_rate()  # the setting may change at run time (tests)
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        try:
-            return super().allow_request(request, view)
-        except Exception as exc:  # the cache backend's errors are not a fixed set of types
-            logger.warning("throttle %s not applied: cache unavailable: %s", self.scope, exc)
-            return True
+        ident = self.ident(request)
+        self.wait_seconds = None if ident is None else hit(self.scope, ident)
+        return self.wait_seconds is None
+
+    def wait(self) -> float | None:
+        return self.wait_seconds
 
 
-class AuthThrottle(SettingsRateThrottle):
-    """Login and register, per client IP: slows down password guessing and sign-up floods."""
+class AuthThrottle(ScopedThrottle):
+    """Login and register, per client address: slows down password guessing and sign-up floods."""
 
-    scope = "auth"
+    scope = AUTH
 
-    def get_cache_key(self, request: Request, view: APIView) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+    def ident(self, request: Request) -> str:
+        return client_address(request)
 
 
-class DriverStatusThrottle(SettingsRateThrottle):
+class DriverStatusThrottle(ScopedThrottle):
     """Status changes, per driver (reads are not limited)."""
 
     scope = "driver-status"
 
-    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+    def ident(self, request: Request) -> str | None:
         if request.method != "PUT" or not request.user.is_authenticated:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+        return str(request.user.pk)
+
+
+# -- the HTML login forms ----------------------------------------------------------------------
+
+
+def limit_login_attempts(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Count every POST to a login form in the `auth` window of its client address."""
+
+    @wraps(view)
+    def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            wait = hit(AUTH, client_address(request))
+            if wait is not None:
+                seconds = retry_after(wait)
+                response = render(request, "registration/too_many_attempts.html", {"seconds": seconds}, status=429)
+                response["Retry-After"] = str(seconds)
+                return response
+        return view(request, *args, **kwargs)
+
+    return limited

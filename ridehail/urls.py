@@ -1,22 +1,30 @@
 from django.contrib import admin
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ridehail import health
 from ridehail.api import optional_slash_path
+from ridehail.http import api_not_found
+from ridehail.throttling import limit_login_attempts
 
 # The admin's "View site" link leads operators to the live dashboard.
 admin.site.site_url = "/dashboard/"
 admin.site.site_header = "ridehail operations"
 
+# Swagger UI with its script and style in files of their own: the Content-Security-Policy allows no inline ones.
+api_docs = SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api/swagger_ui.html")
+
 urlpatterns = [
+    # Before the admin's own URLs: its login form counts in the same window as every other way in.
+    path("admin/login/", limit_login_attempts(admin.site.login)),
     path("admin/", admin.site.urls),
     optional_slash_path("healthz", health.healthz, name="healthz"),
     optional_slash_path("readyz", health.readyz, name="readyz"),
     optional_slash_path("api/schema", SpectacularAPIView.as_view(), name="schema"),
-    optional_slash_path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    optional_slash_path("api/docs", api_docs, name="docs"),
     path("", include("ridehail.dashboard.urls")),
     path("", include("users.urls")),
     path("", include("rides.urls")),
     path("", include("locations.urls")),
+    re_path(r"^api/", api_not_found),  # last: whatever else is under /api/ is a JSON 404
 ]

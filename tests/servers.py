@@ -5,6 +5,7 @@ import sys
 from django.conf import settings
 from django.db import connection
 
+from ridehail.server import uvicorn_command
 from tests.processes import ROOT, ManagedProcess, free_port
 
 MANAGE_PY = ROOT / "manage.py"
@@ -25,29 +26,16 @@ def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
     return ManagedProcess([sys.executable, str(MANAGE_PY), *args], env={**child_env, **(env or {})})
 
 
-WS_MAX_SIZE = 65536  # bytes per websocket message; the dashboard's clients never send anything
-
-
 class AsgiServer(ManagedProcess):
-    """The production ASGI server (uvicorn) serving this project on a free port."""
+    """The production ASGI server (uvicorn) serving this project on a free port, as the Dockerfile runs it."""
 
     def __init__(self, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, **(env or {})}
-        args = [
-            "-m",
-            "uvicorn",
-            "ridehail.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--ws-max-size",
-            str(WS_MAX_SIZE),
-        ]  # as the Dockerfile runs it
-        super().__init__([sys.executable, *args, "--no-access-log"], env=child_env)
+        args = ["-m", "uvicorn", *uvicorn_command(host="127.0.0.1", port=self.port), "--no-access-log"]
+        super().__init__([sys.executable, *args], env=child_env)
 
     def start(self) -> "AsgiServer":
         super().start()

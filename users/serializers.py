@@ -2,6 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ridehail.api import StrictSerializer
 from users.models import Role, User
 from users.services import StatusChange
 
@@ -17,18 +18,15 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(StrictSerializer):
+    # Whether the name is taken is the database's to say (a unique constraint, case-insensitive):
+    # a query here first would race with a concurrent registration.
     username = serializers.CharField(max_length=150, validators=User._meta.get_field("username").validators)
     password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
-    role = serializers.ChoiceField(choices=Role.choices)
-
-    def validate_username(self, value: str) -> str:
-        if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError("A user with that username already exists.")
-        return value
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.RIDER)
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(StrictSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False)
 
@@ -49,7 +47,7 @@ class MeSerializer(UserSerializer):
         return data
 
 
-class DriverStatusUpdateSerializer(serializers.Serializer):
+class DriverStatusUpdateSerializer(StrictSerializer):
     """An empty body toggles; `{"available": true|false}` sets."""
 
     available = StrictBooleanField(required=False)

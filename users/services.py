@@ -31,14 +31,18 @@ class UsernameTaken(Exception):
 
 
 def register_user(*, username: str, password: str, role: Role) -> User:
-    """Create a user; raises django's ValidationError for a weak password, UsernameTaken."""
-    user = User(username=username, role=role)
+    """Create a user; raises django's ValidationError for a weak password, UsernameTaken.
+
+    The name is stored NFKC-normalised (fullwidth `d1` is `d1`); the database refuses one that differs
+    from a taken name only in case, also when two registrations race.
+    """
+    user = User(username=User.normalize_username(username), role=role)
     validate_password(password, user=user)
     user.set_password(password)
     try:
         with transaction.atomic():
             user.save(force_insert=True)
-    except IntegrityError:  # lost a race with another registration of the same name
+    except IntegrityError:  # the name is taken (users_username_ci_unique), perhaps a moment ago
         raise UsernameTaken(username) from None
     return user
 

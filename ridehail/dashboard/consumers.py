@@ -11,6 +11,7 @@ from django.conf import settings
 
 from ridehail.dashboard.access import process_access_watcher
 from ridehail.dashboard.fanout import Delivery, FanoutUnavailable, process_fanout
+from ridehail.dashboard.session_sockets import session_sockets
 from users.events import DRIVER_STATUS
 from users.permissions import is_operator
 from users.selectors import dashboard_drivers
@@ -29,6 +30,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self) -> None:
+        if not await session_sockets().admit(self):  # closed with 4429: too many open in this session
+            return
         user = self.scope.get("user")
         if not is_operator(user):
             await self.close()  # before accept: the handshake is refused, no data sent
@@ -102,6 +105,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        await session_sockets().release(self)
         if hasattr(self, "pending"):
             process_fanout().leave(self)
             process_access_watcher().forget(self)

@@ -122,6 +122,24 @@ def test_bad_input_is_rejected_and_changes_nothing(
     assert stream_events(redis_client) == []
 
 
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({"availble": True}, {"availble": ["Unknown field."]}),  # misspelt: never a toggle
+        ({"available": True, "note": "x"}, {"note": ["Unknown field."]}),
+    ],
+)
+def test_an_unknown_field_is_a_400_and_changes_nothing(driver, driver_client, listener, redis_client, body, errors):
+    response = driver_client.put(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == errors
+    driver.refresh_from_db()
+    assert (driver.is_available, driver.status_version) == (False, 0)
+    listener.assert_nothing_published()
+    assert stream_events(redis_client) == []
+
+
 def test_non_boolean_available_names_the_field(driver_client):
     response = driver_client.put(URL, {"available": "true"}, format="json")
     assert response.json() == {"available": ["Must be a JSON boolean (true or false)."]}

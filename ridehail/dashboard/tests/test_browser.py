@@ -127,3 +127,41 @@ def test_the_dashboard_fits_a_phone_screen(browser, redis_client):
         assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
     finally:
         server.stop()
+
+
+def test_no_page_breaks_the_content_security_policy(browser, redis_client):
+    operator = make_user("operator", is_staff=True)
+    operator.is_superuser = True
+    operator.save(update_fields=["is_superuser"])
+    make_user("amara", role=Role.DRIVER)
+    server = AsgiServer().start()
+    try:
+        page = browser.new_page()
+        violations: list[str] = []
+        page.on(
+            "console", lambda message: violations.append(message.text) if "Security Policy" in message.text else None
+        )
+        page.on("pageerror", lambda error: violations.append(str(error)))
+        unprotected: list[str] = []
+        page.on(
+            "response",
+            lambda response: (
+                unprotected.append(response.url)
+                if response.request.resource_type == "document" and "content-security-policy" not in response.headers
+                else None
+            ),
+        )
+        sign_in(page, server)  # the login page, then the dashboard
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")  # the websocket too
+        page.goto(f"{server.url}/admin/users/user/")
+        expect(page.locator("#result_list")).to_contain_text("amara")
+        page.goto(f"{server.url}/admin/users/user/add/")
+        expect(page.locator("input[name=username]")).to_be_visible()
+        page.goto(f"{server.url}/api/docs/")
+        expect(page.locator(".swagger-ui .title")).to_contain_text("ridehail API")  # rendered by its script
+        page.locator(".opblock-summary").first.click()
+        expect(page.locator(".opblock-body").first).to_be_visible()
+    finally:
+        server.stop()
+    assert unprotected == []
+    assert violations == []

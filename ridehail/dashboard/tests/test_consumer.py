@@ -72,12 +72,25 @@ def test_non_staff_are_refused_before_any_data(server, persona):
     assert refused.value.response.status_code == 403
 
 
-@pytest.mark.parametrize("origin", [None, "http://evil.example", "http://127.0.0.1.evil.example:8000"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,
+        "http://evil.example",
+        "http://127.0.0.1.evil.example:{port}",
+        "http://127.0.0.1:9999",  # another server on an allowed host
+        "http://127.0.0.1",
+        "https://127.0.0.1:{port}",  # the page is served over http
+        "http://localhost:{port}",  # an allowed host, but not the one this page is on
+        "null",
+        "http://127.0.0.1:{port}/dashboard/",
+    ],
+)
 def test_a_missing_or_foreign_origin_is_refused(server, staff, origin):
     cookie = session_cookie(staff)
 
     async def attempt() -> None:
-        async with connect(server, cookie=cookie, origin=origin):
+        async with connect(server, cookie=cookie, origin=origin and origin.format(port=server.port)):
             pass
 
     with pytest.raises(websockets.InvalidStatus) as refused:

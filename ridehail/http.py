@@ -1,0 +1,69 @@
+"""HTTP answers every path shares: 405 with `Allow` (as JSON, never a CSRF page) and JSON 404s under /api/."""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+View = Callable[..., HttpResponse]
+
+
+def allow_methods(*methods: str) -> Callable[[View], View]:
+    """Declare the methods a function view answers (HEAD comes with GET); others get a 405."""
+
+    def declare(view: View) -> View:
+        view.allowed_methods = _with_head([method.upper() for method in methods])  # type: ignore[attr-defined]
+        return view
+
+    return declare
+
+
+def allowed_methods(view: View) -> list[str] | None:
+    """What a view answers: declared with `allow_methods`, or the handlers of a class-based view."""
+    declared = getattr(view, "allowed_methods", None)
+    if declared is not None:
+        return declared
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return None  # a function view that did not say: let it answer for itself
+    names = getattr(view, "view_initkwargs", {}).get("http_method_names", view_class.http_method_names)
+    return _with_head([name.upper() for name in names if hasattr(view_class, name)])
+
+
+_ORDER = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"]
+
+
+def _with_head(methods: list[str]) -> list[str]:
+    """HEAD wherever GET is (Django answers it with the GET handler), in the usual order."""
+    named = set(methods) | ({"HEAD"} if "GET" in methods else set())
+    return sorted(named, key=lambda method: _ORDER.index(method) if method in _ORDER else len(_ORDER))
+
+
+class MethodNotAllowedMiddleware:
+    """A method the view does not answer is a 405 with `Allow`, decided before the CSRF check.
+
+    Without it a POST to a GET-only page (`/healthz`) met CsrfViewMiddleware first and got its
+    HTML 403 page, and a signed-in browser's DELETE to an API endpoint got DRF's "CSRF Failed".
+    Must come before CsrfViewMiddleware.
+    """
+
+    def __init__(self, get_response: View) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+        allowed = allowed_methods(view)
+        if allowed is None or request.method in allowed:
+            return None
+        response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+        response["Allow"] = ", ".join(allowed)
+        return response
+
+
+@csrf_exempt  # any method: an unknown path is a 404 whatever is sent to it
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """The last route under /api/: what matched nothing there is a JSON 404, as the API speaks."""
+    return JsonResponse({"detail": "Not found."}, status=404)
