@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from functools import cache, wraps
+from functools import wraps
 from typing import Any
 
 import redis
@@ -34,6 +34,8 @@ from django.shortcuts import render
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
+
+from ridehail.events.connection import quick_redis
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +108,8 @@ REDIS_TIMEOUT = 0.2
 REDIS_RETRY_SECONDS = 5.0
 
 
-@cache
-def _counters_redis(url: str) -> redis.Redis:
-    """The counters' client: ridehail.events.connection's shared client has the publish timeout,
-    too long to wait on for a rate limit; this one gives up after REDIS_TIMEOUT and never retries."""
-    return redis.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT, retry_on_timeout=False
-    )
-
-
 def _redis_hit(key: str, limit: int, period: int) -> float | None:
-    client = _counters_redis(settings.REDIS_URL)
+    client = quick_redis(settings.REDIS_URL, timeout=REDIS_TIMEOUT)
     wait_ms = client.eval(_SLIDING_WINDOW, 1, key, period * 1000, limit, uuid.uuid4().hex)
     return None if wait_ms == 0 else wait_ms / 1000
 

@@ -30,6 +30,13 @@ def shared_redis() -> redis.Redis:
     )
 
 
+@cache
+def quick_redis(url: str, *, timeout: float) -> redis.Redis:
+    """A pooled client that gives up after `timeout` and never retries: for checks on the
+    request path (rate limits) where a slow Redis must cost a request almost nothing."""
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
+
+
 def worker_redis(*, timeout: float = 10.0) -> redis.Redis:
     """A fresh client for a long-running worker, with timeouts that tolerate a busy Redis.
 
