@@ -6,3 +6,4 @@ class RidehailConfig(AppConfig):
 
     def ready(self) -> None:
         from ridehail import checks  # noqa: F401  (registers the system checks)
+        from ridehail.dashboard import control  # noqa: F401  (sign-out and lost access close dashboards)

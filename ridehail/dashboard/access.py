@@ -1,8 +1,9 @@
-"""Staff who are deactivated, or lose staff status, are disconnected within seconds.
+"""The backstop behind the control messages (control.py): a periodic check in the database.
 
-A session stays valid after an admin revokes someone, so the socket must not outlive the
-decision. One query per web process every few seconds checks every open dashboard, rather
-than one query per socket.
+A control message closes a dashboard within a second, but it can be missed (Redis was down
+when the admin saved, a bulk `update()` sent no signal). So every few seconds each web
+process also checks, in two queries for all its sockets, that each socket's user is still
+active staff and its session still exists.
 """
 
 import asyncio
@@ -12,6 +13,8 @@ from typing import Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 from users.selectors import active_staff_ids
 
@@ -20,9 +23,17 @@ logger = logging.getLogger(__name__)
 
 class Watched(Protocol):
     user_id: uuid.UUID
+    session_key: str
 
     def revoke(self) -> None:
         """The user may no longer watch: close the socket."""
+
+
+def _still_valid(sockets: list[Watched]) -> tuple[set[uuid.UUID], set[str]]:
+    users = active_staff_ids({socket.user_id for socket in sockets})
+    keys = {socket.session_key for socket in sockets}
+    sessions = Session.objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
+    return users, set(sessions.values_list("session_key", flat=True))
 
 
 class AccessWatcher:
@@ -43,13 +54,13 @@ class AccessWatcher:
         sockets = list(self.watched)
         if not sockets:
             return 0
-        allowed = await database_sync_to_async(active_staff_ids)({socket.user_id for socket in sockets})
-        revoked = [socket for socket in sockets if socket.user_id not in allowed]
+        allowed, sessions = await database_sync_to_async(_still_valid)(sockets)
+        revoked = [s for s in sockets if s.user_id not in allowed or s.session_key not in sessions]
         for socket in revoked:
             self.forget(socket)
             socket.revoke()
         if revoked:
-            logger.info("dashboard: closed %d socket(s) of users no longer active staff", len(revoked))
+            logger.info("dashboard: closed %d socket(s) of users signed out or no longer staff", len(revoked))
         return len(revoked)
 
     async def _run(self) -> None:

@@ -10,6 +10,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from ridehail.dashboard.access import process_access_watcher
+from ridehail.dashboard.control import process_control_listener, session_group, user_group
 from ridehail.dashboard.fanout import Delivery, FanoutUnavailable, process_fanout
 from ridehail.dashboard.session_sockets import session_sockets
 from users.events import DRIVER_STATUS
@@ -21,12 +22,12 @@ logger = logging.getLogger(__name__)
 CLOSE_TOO_SLOW = 4008  # fell behind; reconnect for a fresh snapshot
 CLOSE_RESYNC = 4009  # events may have been missed (Redis reconnect); reconnect for a fresh snapshot
 CLOSE_UNAVAILABLE = 4503  # live updates cannot be guaranteed right now; retry later
-CLOSE_REVOKED = 4403  # the user is no longer active staff
+CLOSE_REVOKED = 4403  # signed out, or no longer active staff
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
-    # No channel layer: events come through the process-wide fan-out (one Redis
-    # subscription per process), not through one channel-layer receive loop per socket.
+    # No channel layer per socket: events come through the process-wide fan-out (one Redis
+    # subscription per process), control messages through the process's control listener.
     channel_layer_alias = None
 
     async def connect(self) -> None:
@@ -44,8 +45,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.forwarder: asyncio.Task | None = None
         self.closing = False
         self.user_id = user.pk
+        self.session_key = self.scope["session"].session_key
+        self.control_groups = [session_group(self.session_key), user_group(user.pk)]
         await self.accept()
         process_access_watcher().watch(self)
+        try:
+            await process_control_listener().watch(self)
+        except Exception as exc:  # no channel layer: a sign-out could not reach this socket
+            logger.warning("dashboard: refusing live updates: control channel unavailable: %s", exc)
+            self.closing = True
+            await self.close(code=CLOSE_UNAVAILABLE)
+            return
         await self._start_live_updates()
 
     async def _start_live_updates(self) -> None:
@@ -109,5 +119,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "pending"):
             process_fanout().leave(self)
             process_access_watcher().forget(self)
+            process_control_listener().forget(self)
         if getattr(self, "forwarder", None):
             self.forwarder.cancel()

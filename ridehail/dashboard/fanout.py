@@ -40,6 +40,10 @@ class FanoutUnavailable(Exception):
     """Redis cannot be subscribed to right now: live updates would silently be missing."""
 
 
+class LoopClosed(Exception):
+    """The event loop the sockets lived on is gone (a test's loop, or shutdown): so are they."""
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One event, prepared once for every socket: the ASGI message is shared, not copied."""
@@ -135,7 +139,10 @@ class Fanout:
             if isinstance(event, DriverStatusChanged) and event.driver_id not in drivers:
                 logger.warning("dashboard: ignored event %s of unknown driver %s", event.event_id, event.driver_id)
                 continue
-            deliveries.append(self._delivery(event))
+            try:
+                deliveries.append(self._delivery(event))
+            except Exception:  # one event that cannot be shown must not hold back the others
+                logger.exception("dashboard: could not prepare %s for the sockets", event)
         return deliveries
 
     @staticmethod
@@ -144,6 +151,12 @@ class Fanout:
         return Delivery(f"{event.topic.name}:{event.key}", event.version, {"type": "websocket.send", "text": frame})
 
     def _read_forever(self) -> None:
+        try:
+            self._read_until_the_loop_closes()
+        except LoopClosed:
+            return
+
+    def _read_until_the_loop_closes(self) -> None:
         backoff = Backoff()
         while not self.loop.is_closed():
             try:
@@ -152,8 +165,8 @@ class Fanout:
                     backoff.reset()
                     logger.info("dashboard: listening on %s", ", ".join(TOPICS))
                     self._relay(subscription)
-            except RuntimeError:
-                return  # the event loop is gone (a test's loop, or shutdown): so is every socket
+            except LoopClosed:
+                raise
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 self._wait_after_failure(backoff, f"Redis unavailable ({exc})")
             except Exception:
@@ -174,15 +187,17 @@ class Fanout:
     def _wait_after_failure(self, backoff: Backoff, what: str) -> None:
         delay = backoff.next_delay()
         logger.warning("dashboard: %s; retrying in %.1fs", what, delay)
-        try:
-            self._on_loop(self.lost_connection)
-        except RuntimeError:
-            return
+        self._on_loop(self.lost_connection)
         threading.Event().wait(delay)
 
     def _on_loop(self, callback: Callable[..., None], *args: Any) -> None:
-        """Run `callback` on the event loop (raises RuntimeError once that loop is closed)."""
-        self.loop.call_soon_threadsafe(callback, *args)
+        """Run `callback` on the event loop; raises LoopClosed once that loop is closed."""
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            if self.loop.is_closed():
+                raise LoopClosed from None
+            raise
 
 
 _fanouts: dict[asyncio.AbstractEventLoop, Fanout] = {}

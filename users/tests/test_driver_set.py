@@ -126,3 +126,22 @@ def test_rebuild_replaces_a_forged_version_that_no_change_explains(subscriber, r
     assert redis_client.hget(MATCHING_POOL.versions_key, str(driver.id)) == b"1"
     assert any("replaced 1 entries newer than the database" in message for message in caplog.messages)
     assert subscriber.handle_message(event_for(driver.id, available=False, version=2))  # real events apply again
+
+
+def test_a_flood_of_events_for_unknown_drivers_costs_one_query_per_batch_then_none(
+    subscriber, redis_client, django_assert_max_num_queries
+):
+    strangers = [uuid.uuid4() for _ in range(2000)]
+    batches = [
+        [DriverStatusChanged(who, True, datetime.now(UTC), uuid.uuid4(), 1) for who in strangers[n : n + 100]]
+        for n in range(0, len(strangers), 100)
+    ]
+
+    with django_assert_max_num_queries(len(batches)):
+        for batch in batches:
+            subscriber.handle_batch(batch)
+    with django_assert_max_num_queries(0):  # the same strangers again: remembered as unknown
+        for batch in batches:
+            assert subscriber.handle_batch(batch) == 0
+
+    assert MATCHING_POOL.members(redis_client) == []

@@ -1,6 +1,7 @@
 """The live dashboard over a real ASGI server (uvicorn), real Redis and the test database."""
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -196,6 +197,52 @@ def test_events_not_newer_than_the_snapshot_are_not_forwarded(server, staff, dri
             return await receive_json(socket)
 
     assert asyncio.run(scenario())["version"] == 3
+
+
+def test_one_forged_message_does_not_silence_the_dashboards(server, staff, driver, redis_client):
+    # Found by an attacker: this parsed as valid, then formatting its timestamp (year 10000 in
+    # UTC) raised inside the fan-out, which died; open pages stayed "Live" and got nothing.
+    forged = {
+        "driverId": str(driver.id),
+        "available": True,
+        "timestamp": "9999-12-31T23:59:59-05:00",
+        "eventId": str(uuid.uuid4()),
+        "version": 1,
+    }
+    cookie = session_cookie(staff)
+
+    async def scenario() -> list[dict]:
+        async with connect(server, cookie=cookie) as socket:
+            await receive_json(socket)
+            redis_client.publish(CHANNEL, json.dumps(forged))
+            await change_soon(change, driver, True)
+            first = await receive_json(socket)
+            async with connect(server, cookie=cookie) as later:  # and the fan-out still serves new pages
+                await receive_json(later)
+                await change_soon(change, driver, False)
+                return [first, await receive_json(socket), await receive_json(later)]
+
+    first, second, on_the_later_page = asyncio.run(scenario())
+    assert (first["version"], second["version"], on_the_later_page["version"]) == (1, 2, 2)
+    assert "ignored message on driver-status-changed" in server.output
+
+
+def test_events_of_drivers_that_do_not_exist_are_not_shown(server, staff, driver, rider, redis_client):
+    cookie = session_cookie(staff)
+    strangers = [uuid.uuid4(), rider.id]  # no such user; a user who is not a driver
+
+    async def scenario() -> dict:
+        async with connect(server, cookie=cookie) as socket:
+            await receive_json(socket)
+            for stranger in strangers:
+                redis_client.publish(
+                    CHANNEL, DriverStatusChanged(stranger, True, datetime.now(UTC), uuid.uuid4(), 1).to_json()
+                )
+            await change_soon(change, driver, True)
+            return await receive_json(socket)
+
+    assert asyncio.run(scenario())["driverId"] == str(driver.id)  # the strangers' events came first, unseen
+    assert server.output.count("of unknown driver") == 2
 
 
 def test_what_a_client_sends_is_ignored(server, staff, driver):

@@ -1,0 +1,97 @@
+"""Sign-out and lost staff rights close dashboards within a second, in every web process:
+control messages on the channel layer. The periodic access check is slowed down here (60 s),
+so only the control message can explain a close within a second."""
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import websockets
+from django.test import Client
+
+from tests.dashboard import change_soon, connect, receive_json
+from tests.servers import AsgiServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLOW_CHECK = {"RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS": "60"}
+
+
+@pytest.fixture
+def servers(redis_client) -> Iterator[list[AsgiServer]]:
+    started = [AsgiServer(env=SLOW_CHECK).start(), AsgiServer(env=SLOW_CHECK).start()]
+    yield started
+    for server in started:
+        server.stop()
+
+
+def signed_in(user) -> tuple[Client, str]:
+    client = Client()
+    client.force_login(user)
+    return client, f"sessionid={client.cookies['sessionid'].value}"
+
+
+async def closed_within(socket: websockets.ClientConnection, seconds: float) -> tuple[int | None, float]:
+    started = time.monotonic()
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await asyncio.wait_for(socket.recv(), timeout=seconds)
+    return socket.close_code, time.monotonic() - started
+
+
+def test_signing_out_closes_that_sessions_dashboards_in_every_process_at_once(servers, staff):
+    browser, cookie = signed_in(staff)
+    _, other_cookie = signed_in(staff)  # the same operator in another browser
+
+    async def scenario() -> tuple[list, bool]:
+        async with (
+            connect(servers[0], cookie=cookie) as first,
+            connect(servers[1], cookie=cookie) as second,
+            connect(servers[1], cookie=other_cookie) as other,
+        ):
+            for socket in (first, second, other):
+                await receive_json(socket)
+            await change_soon(browser.post, "/accounts/logout/")
+            closes = [await closed_within(socket, 1.0) for socket in (first, second)]
+            with pytest.raises(TimeoutError):  # the other browser's session is untouched
+                await receive_json(other, timeout=0.5)
+            return closes, other.close_code is None
+
+    closes, other_still_open = asyncio.run(scenario())
+    assert [code for code, _ in closes] == [4403, 4403]
+    assert other_still_open
+
+
+@pytest.mark.parametrize("field", ["is_staff", "is_active"])
+def test_losing_staff_rights_closes_all_of_that_users_dashboards_at_once(servers, staff, field):
+    _, cookie = signed_in(staff)
+    _, other_cookie = signed_in(staff)
+
+    def take_access_away() -> None:
+        setattr(staff, field, False)
+        staff.save()  # as the admin's form saves it: every field
+
+    async def scenario() -> list:
+        async with connect(servers[0], cookie=cookie) as first, connect(servers[1], cookie=other_cookie) as second:
+            for socket in (first, second):
+                await receive_json(socket)
+            await change_soon(take_access_away)
+            return [await closed_within(socket, 1.0) for socket in (first, second)]
+
+    assert [code for code, _ in asyncio.run(scenario())] == [4403, 4403]
+
+
+def test_a_status_change_sends_no_control_message(staff, driver, redis_client):
+    from ridehail.dashboard import control
+    from users.services import set_driver_availability
+
+    sent: list[str] = []
+    original = control.close_dashboards
+    control.close_dashboards = sent.append  # the hot path must not pay a channel-layer round trip
+    try:
+        set_driver_availability(driver_id=driver.id, available=True)
+        Client().force_login(driver)  # a login saves last_login
+    finally:
+        control.close_dashboards = original
+    assert sent == []
