@@ -21,6 +21,18 @@ from ridehail.events.handler import Handler
 from users.events import DRIVER_STATUS, DriverStatusChanged
 from users.selectors import DriverState, driver_states, existing_driver_ids
 
+# Shared by the scripts below. KEYS[1]: the members set, KEYS[2]: the versions hash.
+_SET_STATE = b"""
+local function set_state(driver, available, version)
+  redis.call('HSET', KEYS[2], driver, version)
+  if available == '1' then
+    redis.call('SADD', KEYS[1], driver)
+  else
+    redis.call('SREM', KEYS[1], driver)
+  end
+end
+"""
+
 # Loaded once per server and then called by SHA (EVALSHA); one call applies a whole batch.
 # Versions are compared as Lua numbers (exact below 2^53) but written as the strings they
 # came as: Lua would print a large number as "9.007199254741e+15".
@@ -28,7 +40,8 @@ from users.selectors import DriverState, driver_states, existing_driver_ids
 # Returns, per triple, -1 if applied or else the newer version already held.
 _APPLY = Script(
     None,
-    b"""
+    _SET_STATE
+    + b"""
 local results = {}
 for i = 1, #ARGV, 3 do
   local driver, version = ARGV[i], tonumber(ARGV[i + 2])
@@ -36,12 +49,7 @@ for i = 1, #ARGV, 3 do
   if version <= seen then
     results[#results + 1] = seen
   else
-    redis.call('HSET', KEYS[2], driver, ARGV[i + 2])
-    if ARGV[i + 1] == '1' then
-      redis.call('SADD', KEYS[1], driver)
-    else
-      redis.call('SREM', KEYS[1], driver)
-    end
+    set_state(driver, ARGV[i + 1], ARGV[i + 2])
     results[#results + 1] = -1
   end
 end
@@ -56,19 +64,15 @@ return results
 # Returns {number in the set, driver, held, driver, held, ...}.
 _MERGE = Script(
     None,
-    b"""
+    _SET_STATE
+    + b"""
 local keep, ahead = {}, {}
 for i = 1, #ARGV, 3 do
   local driver, version = ARGV[i], tonumber(ARGV[i + 2])
   keep[driver] = true
   local held = redis.call('HGET', KEYS[2], driver) or '0'
   if version >= tonumber(held) then
-    redis.call('HSET', KEYS[2], driver, ARGV[i + 2])
-    if ARGV[i + 1] == '1' then
-      redis.call('SADD', KEYS[1], driver)
-    else
-      redis.call('SREM', KEYS[1], driver)
-    end
+    set_state(driver, ARGV[i + 1], ARGV[i + 2])
   else
     ahead[#ahead + 1] = driver
     ahead[#ahead + 1] = held
@@ -91,18 +95,14 @@ return result
 # the entry if Redis still holds that version: no committed change explains it.
 _REPLACE_FORGED = Script(
     None,
-    b"""
+    _SET_STATE
+    + b"""
 local replaced = 0
 for i = 1, #ARGV, 4 do
   local driver, version, held = ARGV[i], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local seen = tonumber(redis.call('HGET', KEYS[2], driver) or '0')
   if seen == held and held > version then
-    redis.call('HSET', KEYS[2], driver, ARGV[i + 2])
-    if ARGV[i + 1] == '1' then
-      redis.call('SADD', KEYS[1], driver)
-    else
-      redis.call('SREM', KEYS[1], driver)
-    end
+    set_state(driver, ARGV[i + 1], ARGV[i + 2])
     replaced = replaced + 1
   end
 end

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
+from ridehail.dashboard.per_loop import per_event_loop
 from users.selectors import active_staff_ids
 
 logger = logging.getLogger(__name__)
@@ -72,11 +73,4 @@ class AccessWatcher:
                 logger.exception("dashboard: access check failed; trying again")
 
 
-_watchers: dict[asyncio.AbstractEventLoop, AccessWatcher] = {}
-
-
-def process_access_watcher() -> AccessWatcher:
-    loop = asyncio.get_running_loop()
-    if loop not in _watchers:
-        _watchers[loop] = AccessWatcher()
-    return _watchers[loop]
+process_access_watcher = per_event_loop(lambda loop: AccessWatcher())

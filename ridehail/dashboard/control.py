@@ -26,6 +26,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from ridehail.dashboard.per_loop import per_event_loop
 from users.models import User
 from users.permissions import is_operator
 
@@ -124,14 +125,7 @@ class ControlListener:
                     logger.warning("dashboard: could not renew %s", group, exc_info=True)
 
 
-_listeners: dict[asyncio.AbstractEventLoop, ControlListener] = {}
-
-
-def process_control_listener() -> ControlListener:
-    loop = asyncio.get_running_loop()
-    if loop not in _listeners:
-        _listeners[loop] = ControlListener()
-    return _listeners[loop]
+process_control_listener = per_event_loop(lambda loop: ControlListener())
 
 
 @receiver(user_logged_out, dispatch_uid="dashboard-close-on-logout")

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import redis
 from django.db import close_old_connections
 
+from ridehail.dashboard.per_loop import per_event_loop
 from ridehail.events import wire
 from ridehail.events.connection import Backoff, Subscription, worker_redis
 from ridehail.events.topic import Topic
@@ -200,12 +201,5 @@ class Fanout:
             raise
 
 
-_fanouts: dict[asyncio.AbstractEventLoop, Fanout] = {}
-
-
-def process_fanout() -> Fanout:
-    """This process's fan-out (one per event loop: an ASGI server runs one)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _fanouts:
-        _fanouts[loop] = Fanout(loop)
-    return _fanouts[loop]
+# This process's fan-out.
+process_fanout = per_event_loop(Fanout)

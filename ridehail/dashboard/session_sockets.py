@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import redis
 from django.conf import settings
 
+from ridehail.dashboard.per_loop import per_event_loop
 from ridehail.events.connection import shared_redis
 
 logger = logging.getLogger(__name__)
@@ -146,11 +147,4 @@ def session_leases_key(scope: dict[str, Any]) -> str | None:
     return f"{KEY_PREFIX}:{hashlib.sha256(session_key.encode()).hexdigest()}"
 
 
-_per_loop: dict[asyncio.AbstractEventLoop, SessionSockets] = {}
-
-
-def session_sockets() -> SessionSockets:
-    loop = asyncio.get_running_loop()
-    if loop not in _per_loop:
-        _per_loop[loop] = SessionSockets()
-    return _per_loop[loop]
+session_sockets = per_event_loop(lambda loop: SessionSockets())
