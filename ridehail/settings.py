@@ -219,6 +219,7 @@ RIDEHAIL_THROTTLE_RATES = {
     # login on every way in (API, /accounts/login/, /admin/login/) and register, per client address
     "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),
     "driver-status": env_rate("RIDEHAIL_THROTTLE_DRIVER_STATUS", "120/minute"),  # status changes, per driver
+    "driver-location": env_rate("RIDEHAIL_THROTTLE_DRIVER_LOCATION", "120/minute"),  # position reports, per driver
 }
 
 # The web server's processes (WEB_CONCURRENCY, as the production command reads it).
@@ -247,6 +248,12 @@ RIDEHAIL_DASHBOARD_QUEUE_LIMIT = env_int("RIDEHAIL_DASHBOARD_QUEUE_LIMIT", 1000,
 RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION = env_int("RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION", 10, minimum=1)
 # How often open dashboards are checked against their user still being active staff.
 RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS = env_float("RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS", 3.0, minimum=0.1)
+
+# Locations (locations/): a driver's position older than this (seconds) is not offered.
+RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum=1.0)
+# Position reports from token-authenticated drivers are served in front of Django when they
+# can be (locations/fast_path.py); off, every report takes the DRF view. Same answers either way.
+RIDEHAIL_POSITION_FAST_PATH = env_bool("RIDEHAIL_POSITION_FAST_PATH", True)
 
 LOGGING = {
     "version": 1,

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from redis.commands.core import Script
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
@@ -40,6 +41,7 @@ from ridehail.events.connection import quick_redis
 logger = logging.getLogger(__name__)
 
 AUTH = "auth"  # login (every way in) and register, per client address
+DRIVER_LOCATION = "driver-location"  # position reports, per driver
 KEY_PREFIX = "ridehail:throttle"
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -82,22 +84,34 @@ def _normalised(address: str) -> str:
 
 # -- where counts are kept ----------------------------------------------------------------
 
-# KEYS[1]: the window; ARGV: window (ms), limit, a unique member. Returns 0 when the request is
-# allowed (and counted), else the milliseconds until the oldest counted request leaves the window.
-# Redis's own clock, so that every process measures the window the same way.
-_SLIDING_WINDOW = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 0
+# One sliding window, as a Lua function other scripts can include (the position fast path
+# counts in the same windows). Returns 0 when the request is allowed (and counted), else the
+# milliseconds until the oldest counted request leaves the window. Redis's own clock, so that
+# every process measures the window the same way.
+SLIDING_WINDOW_LUA = """
+local function sliding_window(key, window, limit, member)
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
+  if redis.call('ZCARD', key) < limit then
+    redis.call('ZADD', key, now_ms, member)
+    redis.call('PEXPIRE', key, window)
+    return 0
+  end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now_ms)
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now_ms)
 """
+
+# KEYS[1]: the window; ARGV: window (ms), limit, a unique member.
+_SLIDING_WINDOW = Script(
+    None,
+    (SLIDING_WINDOW_LUA + "return sliding_window(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])").encode(),
+)
+
+
+def window_key(scope: str, ident: str) -> str:
+    return f"{KEY_PREFIX}:{scope}:{ident}"
 
 
 # A count is one round trip; a Redis that takes longer than this is treated as down, so that a
@@ -110,7 +124,7 @@ REDIS_RETRY_SECONDS = 5.0
 
 def _redis_hit(key: str, limit: int, period: int) -> float | None:
     client = quick_redis(settings.REDIS_URL, timeout=REDIS_TIMEOUT)
-    wait_ms = client.eval(_SLIDING_WINDOW, 1, key, period * 1000, limit, uuid.uuid4().hex)
+    wait_ms = _SLIDING_WINDOW(keys=[key], args=[period * 1000, limit, uuid.uuid4().hex], client=client)
     return None if wait_ms == 0 else wait_ms / 1000
 
 
@@ -170,7 +184,7 @@ outage = Outage()
 def hit(scope: str, ident: str) -> float | None:
     """Count one request of `ident` in `scope`: None if allowed, else the seconds to wait."""
     limit, period = rate_of(scope)
-    key = f"{KEY_PREFIX}:{scope}:{ident}"
+    key = window_key(scope, ident)
     if not outage.skip_redis():
         try:
             return _redis_hit(key, limit, period)
@@ -224,6 +238,17 @@ class DriverStatusThrottle(ScopedThrottle):
     """Status changes, per driver (reads are not limited)."""
 
     scope = "driver-status"
+
+    def ident(self, request: Request) -> str | None:
+        if request.method != "PUT" or not request.user.is_authenticated:
+            return None
+        return str(request.user.pk)
+
+
+class DriverLocationThrottle(ScopedThrottle):
+    """Position reports, per driver (the fast path counts in the same window)."""
+
+    scope = DRIVER_LOCATION
 
     def ident(self, request: Request) -> str | None:
         if request.method != "PUT" or not request.user.is_authenticated:

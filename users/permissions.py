@@ -24,3 +24,11 @@ class IsDriver(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return bool(request.user and request.user.is_authenticated and request.user.is_driver)
+
+
+class IsRiderOrOperator(BasePermission):
+    message = "Only riders and staff may look for drivers."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return is_operator(user) or bool(user and user.is_authenticated and not user.is_driver)

@@ -4,12 +4,15 @@
 Pub/Sub runner and the dashboard's fan-out both read through it.
 """
 
+import asyncio
 import random
 import time
+import weakref
 from collections.abc import Iterable
 from functools import cache
 
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -28,6 +31,24 @@ def shared_redis() -> redis.Redis:
         socket_connect_timeout=timeout,
         health_check_interval=30,
     )
+
+
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = weakref.WeakKeyDictionary()
+
+
+def async_shared_redis() -> aioredis.Redis:
+    """The pooled asyncio client of the running event loop, for async code on the request path.
+
+    An asyncio connection belongs to the loop that opened it, hence one client per loop (one
+    per process under an ASGI server). Same short timeouts as `shared_redis`, no retries.
+    """
+    loop = asyncio.get_running_loop()
+    if loop not in _async_clients:
+        timeout = settings.RIDEHAIL_PUBLISH_TIMEOUT
+        _async_clients[loop] = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+    return _async_clients[loop]
 
 
 @cache

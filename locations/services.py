@@ -1,0 +1,19 @@
+"""Writes of the locations app: a driver's position report, which is only ever published."""
+
+import uuid
+
+from django.utils import timezone
+
+from locations.events import DriverLocationUpdated
+from ridehail.events.publisher import publish_live
+
+
+def report_position(*, driver_id: uuid.UUID, lat: float, lng: float) -> DriverLocationUpdated:
+    """Publish the position on `driver-location-updated`; raises redis.RedisError if Redis is down.
+
+    Nothing is written to the database and nothing is kept to publish later: a position is only
+    worth something now, and the next report replaces it in a few seconds.
+    """
+    event = DriverLocationUpdated(driver_id=driver_id, lat=float(lat), lng=float(lng), timestamp=timezone.now())
+    publish_live(event)
+    return event
