@@ -31,6 +31,7 @@ test: install lint
 # Every benchmark in bench/, project vs raw anchor in the same run; writes BENCHMARKS.md.
 # Quick by default (a few minutes); `make bench ARGS=--full` for the long runs.
 bench: install
+	@scripts/ensure-wrk
 	$(PY) -m bench $(ARGS)
 
 # Refresh the README's screenshots (docs/*.png) from the browser tests.

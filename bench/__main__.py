@@ -26,6 +26,7 @@ BENCHMARKS = {
     "latency": [],
     "worker_memory": [],
     "stream_worker": [],
+    "positions": [],
     "fanout": [],
     # The same fan-out under daphne, to choose the production server on websockets too.
     "fanout-daphne": ["--server", "daphne"],
