@@ -16,6 +16,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 logger = logging.getLogger(__name__)
 
 
+# A UUID in a URL, strictly: anything else is a 404 before any view sees it.
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
 def optional_slash_path(route: str, view: Any, *, name: str) -> URLPattern:
     """Match `route` with and without a trailing slash, without redirecting (a redirect loses a PUT body)."""
     return re_path(rf"^{route}/?$", view, name=name)

@@ -255,6 +255,12 @@ RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum
 # can be (locations/fast_path.py); off, every report takes the DRF view. Same answers either way.
 RIDEHAIL_POSITION_FAST_PATH = env_bool("RIDEHAIL_POSITION_FAST_PATH", True)
 
+# Matching (rides/matching.py): how far from the pickup a driver may be, how often a ride with
+# no driver is tried again, and when it expires.
+RIDEHAIL_MATCH_RADIUS_KM = env_float("RIDEHAIL_MATCH_RADIUS_KM", 5.0, minimum=0.001)
+RIDEHAIL_MATCH_RETRY_SECONDS = env_float("RIDEHAIL_MATCH_RETRY_SECONDS", 2.0, minimum=0.05)
+RIDEHAIL_MATCH_TIMEOUT_SECONDS = env_float("RIDEHAIL_MATCH_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -2,15 +2,29 @@
 
 | handler | topic | transport |
 |---|---|---|
-| `MatchingPoolHandler`: the pool of drivers the matcher may offer rides to | `driver-status-changed` | `--transport` |
+| `MatchingPoolHandler`: the drivers who may be offered rides | `driver-status-changed` | `--transport` |
+| `RideMatcher`: every requested ride matched to the nearest free driver | `ride-status-changed` | stream, always |
 """
 
+import time
 import uuid
 
-from ridehail.events.worker import Worker
-from users.driver_set import DriverSetHandler, VersionedDriverSet
+import redis
+from django.conf import settings
 
-MATCHING_POOL = VersionedDriverSet("rides:matching-pool")
+from ridehail.events.handler import Handler, Transport
+from ridehail.events.worker import Worker
+from rides.events import RIDE_STATUS, RideStatusChanged
+from rides.matching import Outcome, try_to_match
+from rides.models import RideStatus
+from rides.pool import MATCHING_POOL
+from rides.selectors import overdue_ride_ids, waiting_ride_ids
+from rides.services import expire_ride
+from users.driver_set import DriverSetHandler
+
+__all__ = ["MATCHING_POOL", "WORKER", "MatchingPoolHandler", "RideMatcher"]
+
+RETRY_BATCH = 200  # waiting rides tried per retry round, oldest first
 
 
 class MatchingPoolHandler(DriverSetHandler):
@@ -24,4 +38,55 @@ class MatchingPoolHandler(DriverSetHandler):
         self.logger.info("driver %s removed from matching pool", driver_id)
 
 
-WORKER = Worker("rides", [MatchingPoolHandler])
+class RideMatcher(Handler[RideStatusChanged]):
+    """Matches requested rides; always on the stream: a request must be processed, not just seen.
+
+    The first attempt is made when the request's event arrives. A ride with no free driver
+    near it does not hold up the others: it is tried again with every waiting ride every
+    RIDEHAIL_MATCH_RETRY_SECONDS, from the database (so a retry survives this worker's
+    death: whichever rides worker runs next finds it), and expires after
+    RIDEHAIL_MATCH_TIMEOUT_SECONDS.
+    """
+
+    name = "rides"
+    topic = RIDE_STATUS
+    transport = Transport.STREAM
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client)
+        self.next_retry = 0.0
+
+    def handle_batch(self, events: list[RideStatusChanged]) -> int:
+        assigned = 0
+        for event in events:
+            if event.ride.status != RideStatus.REQUESTED:
+                continue
+            outcome = try_to_match(self.redis, event.ride.ride_id).outcome
+            assigned += outcome is Outcome.ASSIGNED
+            if outcome is Outcome.NO_DRIVER:
+                self.logger.info(
+                    "ride %s: no free driver within %g km yet; trying again every %gs",
+                    event.ride.ride_id,
+                    settings.RIDEHAIL_MATCH_RADIUS_KM,
+                    settings.RIDEHAIL_MATCH_RETRY_SECONDS,
+                )
+        return assigned
+
+    def on_idle(self) -> None:
+        if time.monotonic() >= self.next_retry:
+            self.retry_waiting()
+
+    def rebuild(self) -> None:
+        """The database is the matcher's state: catching up is trying every waiting ride now."""
+        self.retry_waiting()
+
+    def retry_waiting(self) -> None:
+        self.next_retry = time.monotonic() + settings.RIDEHAIL_MATCH_RETRY_SECONDS
+        for ride_id in overdue_ride_ids(timeout_seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
+            if expire_ride(ride_id=ride_id) is not None:
+                self.logger.info("ride %s expired: no driver in %gs", ride_id, settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS)
+        for ride_id in waiting_ride_ids(limit=RETRY_BATCH):
+            try_to_match(self.redis, ride_id)
+
+
+WORKER = Worker("rides", [MatchingPoolHandler, RideMatcher])

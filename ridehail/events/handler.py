@@ -63,6 +63,11 @@ class Handler(Generic[E]):
     def rebuild(self) -> None:
         """Nothing to rebuild by default: a handler without state of its own."""
 
+    def on_idle(self) -> None:
+        """Periodic work of the handler's own (the matcher's retries), run by its loop at least
+        once a second, between reads. Raise like `handle_batch`: an outage is waited out, anything
+        else is logged and the loop goes on."""
+
     def transport_for(self, requested: Transport) -> Transport:
         if not self.topic.durable:
             return Transport.PUBSUB

@@ -27,6 +27,7 @@ class PubSubRunner(Runner):
                 else:
                     close_old_connections()
                 self.reconcile_if_due()
+                self.idle()
 
     def handle(self, raws: list[bytes]) -> None:
         events = self.handler.parse_messages(raws)

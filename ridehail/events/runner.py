@@ -89,3 +89,12 @@ class Runner:
     def reconcile_if_due(self) -> None:
         if time.monotonic() >= self.next_resync:
             self.rebuild("")
+
+    def idle(self) -> None:
+        """The handler's own periodic work; a failure of it never stops the loop."""
+        try:
+            self.handler.on_idle()
+        except OUTAGES:
+            raise
+        except Exception:
+            self.logger.exception("%s: periodic work failed; trying again shortly", self.topic.name)

@@ -98,6 +98,7 @@ class StreamRunner(Runner):
                 next_maintenance = time.monotonic() + max(0.5, self.claim_idle / 2)
             self.read_new()
             self.reconcile_if_due()
+            self.idle()
             close_old_connections()
 
     def ensure_group(self) -> bool:

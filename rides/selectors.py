@@ -1,0 +1,72 @@
+"""Reads on rides: for the API, the matcher and the dashboard."""
+
+import uuid
+from datetime import timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from rides.events import Point, RideState
+from rides.models import ACTIVE, Ride, RideStatus
+from users.models import User
+from users.permissions import is_operator
+
+
+def ride_state(ride: Ride) -> RideState:
+    return RideState(
+        ride_id=ride.id,
+        rider_id=ride.rider_id,
+        driver_id=ride.driver_id,
+        status=RideStatus(ride.status),
+        pickup=Point(ride.pickup_lat, ride.pickup_lng),
+        dropoff=Point(ride.dropoff_lat, ride.dropoff_lng),
+        requested_at=ride.requested_at,
+        timestamp=ride.status_changed_at,
+        version=ride.version,
+    )
+
+
+def current_ride(user: User) -> Ride | None:
+    """The caller's requested or assigned ride: as its rider, or (a driver) the one they drive."""
+    if user.is_driver:
+        return Ride.objects.filter(driver=user, status=RideStatus.ASSIGNED).first()
+    return Ride.objects.filter(rider=user, status__in=ACTIVE).first()
+
+
+def ride_visible_to(user: User, ride_id: uuid.UUID) -> Ride | None:
+    """The ride if the caller may see it (its rider, its driver, staff); None otherwise, as if unknown."""
+    rides = Ride.objects.filter(pk=ride_id)
+    if not is_operator(user):
+        rides = rides.filter(Q(rider=user) | Q(driver=user))
+    return rides.first()
+
+
+def recent_rides(*, status: RideStatus | None = None, limit: int = 100) -> QuerySet[Ride]:
+    rides = Ride.objects.order_by("-requested_at")
+    if status is not None:
+        rides = rides.filter(status=status)
+    return rides[:limit]
+
+
+def active_rides() -> list[RideState]:
+    """Every requested or assigned ride, oldest first (the dashboard's snapshot)."""
+    return [ride_state(ride) for ride in Ride.objects.filter(status__in=ACTIVE).order_by("requested_at")]
+
+
+def waiting_ride_ids(*, limit: int) -> list[uuid.UUID]:
+    """Requested rides, oldest first: what the matcher tries again."""
+    rides = Ride.objects.filter(status=RideStatus.REQUESTED).order_by("requested_at")
+    return list(rides.values_list("id", flat=True)[:limit])
+
+
+def overdue_ride_ids(*, timeout_seconds: float) -> list[uuid.UUID]:
+    """Requested rides older than the matching timeout: to expire."""
+    deadline = timezone.now() - timedelta(seconds=timeout_seconds)
+    rides = Ride.objects.filter(status=RideStatus.REQUESTED, requested_at__lte=deadline)
+    return list(rides.values_list("id", flat=True))
+
+
+def busy_driver_ids(driver_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these drivers have an assigned ride."""
+    rides = Ride.objects.filter(driver_id__in=driver_ids, status=RideStatus.ASSIGNED)
+    return set(rides.values_list("driver_id", flat=True))

@@ -1,0 +1,126 @@
+"""Writes on rides: one function per transition, the only way a ride's status changes.
+
+Each locks the ride's row, checks the transition is allowed from the status it finds, bumps
+the version, saves, and writes the `ride-status-changed` event to the outbox in the same
+transaction (published once it commits). What the database refuses (a second active ride
+for a rider, a second assigned ride for a driver) ends in a clean exception, never a 500.
+
+    requested ──► assigned ──► completed
+        │    \\        │
+        ▼     ▼       ▼
+     expired  cancelled
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ridehail.events.publisher import publish_on_commit
+from rides.events import Point, RideStatusChanged
+from rides.models import Ride, RideStatus
+from rides.selectors import ride_state
+from users.models import Role, User
+
+
+class RideConflict(Exception):
+    """The change is not possible from the ride's status (or the rider already has a ride)."""
+
+    def __init__(self, detail: str, status: str) -> None:
+        super().__init__(detail)
+        self.detail, self.status = detail, status
+
+
+class DriverUnavailable(Exception):
+    """The driver went offline, or has an assigned ride already: try another one."""
+
+
+@dataclass(frozen=True)
+class Trip:
+    pickup: Point
+    dropoff: Point
+
+
+def request_ride(*, rider_id: uuid.UUID, trip: Trip) -> Ride:
+    """A rider asks for a ride; raises RideConflict if they already have a requested or assigned one."""
+    now = timezone.now()
+    ride = Ride(
+        rider_id=rider_id,
+        pickup_lat=trip.pickup.lat,
+        pickup_lng=trip.pickup.lng,
+        dropoff_lat=trip.dropoff.lat,
+        dropoff_lng=trip.dropoff.lng,
+        requested_at=now,
+        status_changed_at=now,
+    )
+    try:
+        with transaction.atomic():
+            ride.save(force_insert=True)  # the partial unique index: one active ride per rider
+            _announce(ride)
+    except IntegrityError:
+        active = Ride.objects.filter(rider_id=rider_id, status__in=[RideStatus.REQUESTED, RideStatus.ASSIGNED]).first()
+        raise RideConflict("You already have a ride.", active.status if active else RideStatus.REQUESTED) from None
+    return ride
+
+
+def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
+    """Give a requested ride to a driver; None if the ride is no longer waiting (or another
+    worker holds it right now). Raises DriverUnavailable if the driver cannot take it."""
+    with transaction.atomic():
+        # SKIP LOCKED: a ride another worker is assigning is theirs; this one moves on.
+        ride = Ride.objects.select_for_update(skip_locked=True).filter(pk=ride_id).first()
+        if ride is None or ride.status != RideStatus.REQUESTED:
+            return None
+        # The driver's row too, in the order status changes take it: going offline and being
+        # assigned a ride cannot cross.
+        driver = User.objects.select_for_update().filter(pk=driver_id, role=Role.DRIVER).first()
+        if driver is None or not driver.is_available:
+            raise DriverUnavailable(f"driver {driver_id} is not available")
+        ride.driver_id = driver_id
+        ride.assigned_at = timezone.now()
+        try:
+            with transaction.atomic():  # the partial unique index: one assigned ride per driver
+                _change(ride, RideStatus.ASSIGNED, extra_fields=["driver", "assigned_at"])
+        except IntegrityError:
+            raise DriverUnavailable(f"driver {driver_id} has an assigned ride already") from None
+    return ride
+
+
+def cancel_ride(*, ride_id: uuid.UUID) -> Ride:
+    """Cancel a requested or assigned ride (its rider, or staff: the view checks who)."""
+    return _transition(ride_id, to=RideStatus.CANCELLED, allowed_from=[RideStatus.REQUESTED, RideStatus.ASSIGNED])
+
+
+def complete_ride(*, ride_id: uuid.UUID) -> Ride:
+    """The driver dropped the rider off; the driver is free for the next match."""
+    return _transition(ride_id, to=RideStatus.COMPLETED, allowed_from=[RideStatus.ASSIGNED])
+
+
+def expire_ride(*, ride_id: uuid.UUID) -> Ride | None:
+    """No driver in time: None if the ride was assigned or cancelled meanwhile."""
+    try:
+        return _transition(ride_id, to=RideStatus.EXPIRED, allowed_from=[RideStatus.REQUESTED])
+    except RideConflict:
+        return None
+
+
+def _transition(ride_id: uuid.UUID, *, to: RideStatus, allowed_from: list[RideStatus]) -> Ride:
+    with transaction.atomic():
+        ride = Ride.objects.select_for_update().get(pk=ride_id)
+        if ride.status not in allowed_from:
+            raise RideConflict(f"A {ride.status} ride cannot become {to}.", ride.status)
+        _change(ride, to)
+    return ride
+
+
+def _change(ride: Ride, status: RideStatus, *, extra_fields: tuple[str, ...] | list[str] = ()) -> None:
+    ride.status = status
+    ride.version += 1
+    ride.status_changed_at = timezone.now()
+    ride.save(update_fields=["status", "version", "status_changed_at", *extra_fields])
+    _announce(ride)
+
+
+def _announce(ride: Ride) -> None:
+    publish_on_commit(RideStatusChanged(ride=ride_state(ride), event_id=uuid.uuid4()))
