@@ -27,6 +27,7 @@ BENCHMARKS = {
     "worker_memory": [],
     "stream_worker": [],
     "positions": [],
+    "matching": [],
     "fanout": [],
     # The same fan-out under daphne, to choose the production server on websockets too.
     "fanout-daphne": ["--server", "daphne"],

@@ -95,9 +95,10 @@ return removed
 """,
 )
 
-# KEYS: geo index, data hash. ARGV: lng, lat, radius (km), how many, max age (ms). The
-# nearest fresh positions, nearest first: {driver, "lat lng ms", ...}. Asks the index for a
-# few more than wanted and widens the ask only if stale entries crowded the fresh ones out.
+# KEYS: geo index, data hash, and optionally a set the drivers must belong to. ARGV: lng, lat,
+# radius (km), how many, max age (ms). The nearest fresh positions, nearest first:
+# {driver, "lat lng ms", ...}. Asks the index for a few more than wanted and widens the ask
+# only if stale entries (or drivers outside the set) crowded the wanted ones out.
 _SEARCH = Script(
     None,
     b"""
@@ -111,7 +112,8 @@ while true do
   local fresh = {}
   for _, driver in ipairs(found) do
     local held = redis.call('HGET', KEYS[2], driver)
-    if held and tonumber(string.match(held, '[^ ]+$')) >= oldest then
+    if held and tonumber(string.match(held, '[^ ]+$')) >= oldest
+       and (not KEYS[3] or redis.call('SISMEMBER', KEYS[3], driver) == 1) then
       fresh[#fresh + 1] = driver
       fresh[#fresh + 1] = held
       if #fresh >= 2 * want then return fresh end
@@ -166,11 +168,21 @@ def prune_positions(client: redis.Redis, *, max_age: float) -> int:
 
 
 def fresh_positions_near(
-    client: redis.Redis, *, lat: float, lng: float, radius_km: float, limit: int, max_age: float
+    client: redis.Redis,
+    *,
+    lat: float,
+    lng: float,
+    radius_km: float,
+    limit: int,
+    max_age: float,
+    among: str | None = None,
 ) -> list[Position]:
-    """Up to `limit` positions at most `max_age` seconds old within `radius_km`, nearest first, in one call."""
+    """Up to `limit` positions at most `max_age` seconds old within `radius_km`, nearest first, in one call.
+
+    `among`: the key of a Redis set the drivers must belong to (the matcher passes its pool).
+    """
     found = _SEARCH(
-        keys=[GEO_INDEX, GEO_DATA],
+        keys=[GEO_INDEX, GEO_DATA, *([among] if among else [])],
         args=[repr(lng), repr(lat), repr(radius_km), limit, int(max_age * 1000)],
         client=client,
     )

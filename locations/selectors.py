@@ -34,18 +34,26 @@ class NearbyDriver:
         }
 
 
-def nearby_drivers(client: redis.Redis, *, lat: float, lng: float, radius_km: float, limit: int) -> list[NearbyDriver]:
+def nearby_drivers(
+    client: redis.Redis, *, lat: float, lng: float, radius_km: float, limit: int, among: str | None = None
+) -> list[NearbyDriver]:
     """Tracked drivers with a fresh position within `radius_km` of the point, nearest first (one Redis call).
 
     The index finds candidates; distances are great-circle distances from the exact positions,
-    so the order and the radius are exact too.
+    so the order and the radius are exact too. `among`: only drivers in this Redis set.
     """
     # The index covers latitudes within ±85.05°: search from the nearest point it covers, far
     # enough to include everything within `radius_km` of the real point.
     indexed_lat = max(-GEO_MAX_LATITUDE, min(GEO_MAX_LATITUDE, lat))
     reach = radius_km + distance_km(lat, lng, indexed_lat, lng)
     found = fresh_positions_near(
-        client, lat=indexed_lat, lng=lng, radius_km=reach, limit=limit, max_age=settings.RIDEHAIL_POSITION_MAX_AGE
+        client,
+        lat=indexed_lat,
+        lng=lng,
+        radius_km=reach,
+        limit=limit,
+        max_age=settings.RIDEHAIL_POSITION_MAX_AGE,
+        among=among,
     )
     near = [NearbyDriver(position, distance_km(lat, lng, position.lat, position.lng)) for position in found]
     return sorted((driver for driver in near if driver.distance_km <= radius_km), key=lambda d: d.distance_km)[:limit]

@@ -19,9 +19,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from locations.selectors import nearby_drivers
+from rides.events import Point, RideState
 from rides.models import Ride, RideStatus
 from rides.pool import MATCHING_POOL
-from rides.selectors import busy_driver_ids
+from rides.selectors import busy_driver_ids, ride_state
 from rides.services import DriverUnavailable, assign_ride, expire_ride
 
 logger = logging.getLogger("rides")
@@ -42,43 +43,55 @@ class Attempt:
     driver_id: uuid.UUID | None = None
 
 
-def candidates(client: redis.Redis, *, lat: float, lng: float) -> list[uuid.UUID]:
-    """Free drivers near the point, nearest first: fresh position, in the matching pool, no assigned ride."""
-    near = nearby_drivers(client, lat=lat, lng=lng, radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM, limit=CANDIDATES)
+def candidates(client: redis.Redis, *, pickup: Point) -> list[uuid.UUID]:
+    """Free drivers near the pickup, nearest first: fresh position, in the matching pool, no assigned ride."""
+    near = nearby_drivers(
+        client,
+        lat=pickup.lat,
+        lng=pickup.lng,
+        radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
+        limit=CANDIDATES,
+        among=MATCHING_POOL.key,
+    )
     ids = [entry.position.driver_id for entry in near]
-    if not ids:
-        return []
-    in_pool = client.smismember(MATCHING_POOL.key, [str(driver_id) for driver_id in ids])
-    pooled = [driver_id for driver_id, member in zip(ids, in_pool, strict=True) if member]
-    busy = busy_driver_ids(pooled) if pooled else set()
-    return [driver_id for driver_id in pooled if driver_id not in busy]
+    busy = busy_driver_ids(ids) if ids else set()
+    return [driver_id for driver_id in ids if driver_id not in busy]
 
 
 def try_to_match(client: redis.Redis, ride_id: uuid.UUID) -> Attempt:
-    """One attempt for one ride; never waits for a driver to appear."""
+    """One attempt for a ride known only by its id (a retry): read it, then match it."""
     ride = Ride.objects.filter(pk=ride_id, status=RideStatus.REQUESTED).first()
     if ride is None:
         return Attempt(Outcome.NOT_WAITING)
+    return match(client, ride_state(ride))
+
+
+def match(client: redis.Redis, ride: RideState) -> Attempt:
+    """One attempt for one ride, from what its event says; never waits for a driver to appear.
+
+    The event may be older than the ride (it was assigned or cancelled since): the assignment
+    re-checks the status under the row lock, so nothing is read first.
+    """
     if timezone.now() - ride.requested_at >= timedelta(seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
-        return _expire(ride)
-    for driver_id in candidates(client, lat=ride.pickup_lat, lng=ride.pickup_lng):
+        return _expire(ride.ride_id)
+    for driver_id in candidates(client, pickup=ride.pickup):
         try:
-            assigned = assign_ride(ride_id=ride.id, driver_id=driver_id)
+            assigned = assign_ride(ride_id=ride.ride_id, driver_id=driver_id)
         except DriverUnavailable:
             continue  # taken by another ride a moment ago, or gone offline: the next one
         if assigned is None:
             return Attempt(Outcome.NOT_WAITING)
-        logger.info("ride %s assigned to driver %s", ride.id, driver_id)
+        logger.info("ride %s assigned to driver %s", ride.ride_id, driver_id)
         return Attempt(Outcome.ASSIGNED, driver_id)
     return Attempt(Outcome.NO_DRIVER)
 
 
-def _expire(ride: Ride) -> Attempt:
-    if expire_ride(ride_id=ride.id) is None:
+def _expire(ride_id: uuid.UUID) -> Attempt:
+    if expire_ride(ride_id=ride_id) is None:
         return Attempt(Outcome.NOT_WAITING)
     logger.info(
         "ride %s expired: no driver within %g km in %gs",
-        ride.id,
+        ride_id,
         settings.RIDEHAIL_MATCH_RADIUS_KM,
         settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS,
     )

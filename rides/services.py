@@ -67,23 +67,29 @@ def request_ride(*, rider_id: uuid.UUID, trip: Trip) -> Ride:
 def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
     """Give a requested ride to a driver; None if the ride is no longer waiting (or another
     worker holds it right now). Raises DriverUnavailable if the driver cannot take it."""
-    with transaction.atomic():
-        # SKIP LOCKED: a ride another worker is assigning is theirs; this one moves on.
-        ride = Ride.objects.select_for_update(skip_locked=True).filter(pk=ride_id).first()
-        if ride is None or ride.status != RideStatus.REQUESTED:
-            return None
-        # The driver's row too, in the order status changes take it: going offline and being
-        # assigned a ride cannot cross.
-        driver = User.objects.select_for_update().filter(pk=driver_id, role=Role.DRIVER).first()
-        if driver is None or not driver.is_available:
-            raise DriverUnavailable(f"driver {driver_id} is not available")
-        ride.driver_id = driver_id
-        ride.assigned_at = timezone.now()
-        try:
-            with transaction.atomic():  # the partial unique index: one assigned ride per driver
-                _change(ride, RideStatus.ASSIGNED, extra_fields=["driver", "assigned_at"])
-        except IntegrityError:
-            raise DriverUnavailable(f"driver {driver_id} has an assigned ride already") from None
+    try:
+        with transaction.atomic():
+            # SKIP LOCKED: a ride another worker is assigning is theirs; this one moves on.
+            ride = Ride.objects.select_for_update(skip_locked=True).filter(pk=ride_id).first()
+            if ride is None or ride.status != RideStatus.REQUESTED:
+                return None
+            # The driver's row too, in the order status changes take it: going offline and
+            # being assigned a ride cannot cross.
+            available = (
+                User.objects.select_for_update()
+                .filter(pk=driver_id, role=Role.DRIVER)
+                .values_list("is_available", flat=True)
+                .first()
+            )
+            if not available:
+                raise DriverUnavailable(f"driver {driver_id} is not available")
+            ride.driver_id = driver_id
+            ride.assigned_at = timezone.now()
+            _change(ride, RideStatus.ASSIGNED, extra_fields=["driver", "assigned_at"])
+    except IntegrityError:
+        # The partial unique index: the driver was given another ride a moment ago. The whole
+        # transaction is rolled back; nothing of it happened.
+        raise DriverUnavailable(f"driver {driver_id} has an assigned ride already") from None
     return ride
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.worker import Worker
 from rides.events import RIDE_STATUS, RideStatusChanged
-from rides.matching import Outcome, try_to_match
+from rides.matching import Outcome, match, try_to_match
 from rides.models import RideStatus
 from rides.pool import MATCHING_POOL
 from rides.selectors import overdue_ride_ids, waiting_ride_ids
@@ -61,7 +61,7 @@ class RideMatcher(Handler[RideStatusChanged]):
         for event in events:
             if event.ride.status != RideStatus.REQUESTED:
                 continue
-            outcome = try_to_match(self.redis, event.ride.ride_id).outcome
+            outcome = match(self.redis, event.ride).outcome
             assigned += outcome is Outcome.ASSIGNED
             if outcome is Outcome.NO_DRIVER:
                 self.logger.info(

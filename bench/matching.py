@@ -1,0 +1,288 @@
+"""Matching: how fast a request becomes an assignment, and how many one rides worker assigns.
+
+Latency: riders request rides at 50/s (the service, committed as the API commits it) with 500
+drivers online and placed around the pickups; a real `run_subscriber rides` process matches
+them; a helper thread completes assigned rides after ~0.5 s so drivers come free again.
+Latency is `assigned_at - requested_at` as both processes wrote them. Anchor: the raw round
+trip of one XADD → XREADGROUP → XACK at the same rate.
+
+Throughput: 2,000 requested rides wait on the stream with 5,000 drivers in the index; one
+rides worker's matcher (StreamRunner + RideMatcher, in this process) drains them: GEOSEARCH,
+candidates, one transaction each. Anchor: the same database transaction (ride row locked
+SKIP LOCKED, driver row locked, update, outbox insert, commit), raw psycopg, one connection.
+
+    .venv/bin/python -m bench.matching [--seconds 10] [--rides 2000] [--full]
+    (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/ridehail_bench)
+"""
+
+import json
+import os
+import random
+import threading
+import time
+import uuid
+
+import psycopg
+
+from bench.common import PrivateRedis, percentile, python
+from bench.django_env import quiet_worker_logs, setup_django
+from bench.put_status import ensure_database
+from bench.report import Progress, Section, Target, cli, markdown_table, progress
+
+COMMAND = ".venv/bin/python -m bench.matching"
+CENTER = (52.52, 13.405)
+RATE = 50.0
+
+
+def spread(n: int, *, km: float) -> tuple[float, float]:
+    """A point within a `km` square around the centre (~0.009° of latitude per km)."""
+    rng = random.Random(n)
+    return CENTER[0] + rng.uniform(-km, km) * 0.009, CENTER[1] + rng.uniform(-km, km) * 0.0147
+
+
+def place_drivers(count: int, *, km: float) -> list:
+    """Drivers online in the database, in the matching pool and the tracked set, with fresh positions."""
+    from django.utils import timezone
+
+    from locations.positions import TRACKED_DRIVERS, Position, apply_positions
+    from ridehail.events.connection import shared_redis
+    from rides.pool import MATCHING_POOL
+    from users.models import Role, User
+    from users.selectors import DriverState
+
+    prefix = uuid.uuid4().hex[:6]
+    drivers = User.objects.bulk_create(
+        [
+            User(username=f"bench-m-{prefix}-{n}", role=Role.DRIVER, is_available=True, password="!")
+            for n in range(count)
+        ]
+    )
+    client = shared_redis()
+    MATCHING_POOL.merge(client, [DriverState(d.id, True, 1) for d in drivers])
+    TRACKED_DRIVERS.merge(client, [DriverState(d.id, True, 1) for d in drivers])
+    now = timezone.now()
+    apply_positions(client, [Position(d.id, *spread(n, km=km), now) for n, d in enumerate(drivers)])
+    return drivers
+
+
+def make_riders(count: int) -> list:
+    from users.models import User
+
+    prefix = uuid.uuid4().hex[:6]
+    return User.objects.bulk_create([User(username=f"bench-r-{prefix}-{n}", password="!") for n in range(count)])
+
+
+def keep_positions_fresh(drivers: list, stop: threading.Event) -> None:
+    from django.utils import timezone
+
+    from locations.positions import Position, apply_positions
+    from ridehail.events.connection import shared_redis
+
+    while not stop.wait(10):
+        now = timezone.now()
+        apply_positions(shared_redis(), [Position(d.id, *spread(n, km=3), now) for n, d in enumerate(drivers)])
+
+
+def complete_assigned(stop: threading.Event) -> None:
+    from django.db import connections
+
+    from rides.models import Ride, RideStatus
+    from rides.services import complete_ride
+
+    while not stop.wait(0.25):
+        for ride_id in Ride.objects.filter(status=RideStatus.ASSIGNED).values_list("id", flat=True):
+            complete_ride(ride_id=ride_id)
+    connections.close_all()
+
+
+def latency_run(redis_url: str, database_url: str, seconds: float) -> list[float]:
+    from rides.events import Point
+    from rides.models import Ride
+    from rides.services import Trip, request_ride
+
+    drivers = place_drivers(500, km=3)
+    riders = make_riders(int(RATE * seconds) + 10)
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "b" * 50}
+    quiet = open(os.devnull, "w")
+    worker = python("manage.py", "run_subscriber", "rides", env=env, stdout=quiet, stderr=quiet)
+    stop = threading.Event()
+    helpers = [
+        threading.Thread(target=complete_assigned, args=(stop,)),
+        threading.Thread(target=keep_positions_fresh, args=(drivers, stop)),
+    ]
+    try:
+        time.sleep(3)  # the worker up and reading
+        for helper in helpers:
+            helper.start()
+        started, ride_ids = time.monotonic(), []
+        for n, rider in enumerate(riders[: int(RATE * seconds)]):
+            delay = started + n / RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            trip = Trip(Point(*spread(n, km=2)), Point(*spread(n + 1, km=4)))
+            ride_ids.append(request_ride(rider_id=rider.id, trip=trip).id)
+        deadline = time.monotonic() + 10
+        while Ride.objects.filter(pk__in=ride_ids, assigned_at__isnull=True).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for helper in helpers:
+            if helper.is_alive():
+                helper.join()
+        worker.terminate()
+        worker.wait(timeout=30)
+    rows = Ride.objects.filter(pk__in=ride_ids, assigned_at__isnull=False).values_list("requested_at", "assigned_at")
+    return [(assigned - requested).total_seconds() for requested, assigned in rows]
+
+
+def raw_stream_latency(redis_url: str, seconds: float) -> list[float]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete("raw:latency")
+    client.xgroup_create("raw:latency", "g", id="$", mkstream=True)
+    latencies: list[float] = []
+    total = int(RATE * seconds)
+
+    def consume() -> None:
+        reader = redis.Redis.from_url(redis_url)
+        while len(latencies) < total:
+            response = reader.xreadgroup("g", "c", {"raw:latency": ">"}, count=10, block=1000)
+            for _, entries in response or []:
+                for entry_id, fields in entries:
+                    reader.xack("raw:latency", "g", entry_id)
+                    latencies.append(time.time() - float(fields[b"t"]))
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    started = time.monotonic()
+    for n in range(total):
+        delay = started + n / RATE - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        client.xadd("raw:latency", {"t": repr(time.time())})
+    thread.join(timeout=seconds + 10)
+    return latencies
+
+
+def throughput_run(rides: int) -> tuple[float, int]:
+    from ridehail.events.connection import worker_redis
+    from ridehail.events.stream import StreamRunner
+    from rides.events import Point
+    from rides.models import Ride, RideStatus
+    from rides.services import Trip, request_ride
+    from rides.subscribers import RideMatcher
+
+    place_drivers(5000, km=10)
+    riders = make_riders(rides)
+    ride_ids = [
+        request_ride(rider_id=r.id, trip=Trip(Point(*spread(n, km=8)), Point(*spread(n + 7, km=8)))).id
+        for n, r in enumerate(riders)
+    ]
+    stop = threading.Event()
+    runner = StreamRunner(RideMatcher(worker_redis()), read_client=worker_redis(), stop=stop, batch_size=100)
+    thread = threading.Thread(target=runner.run)
+    started = time.perf_counter()
+    thread.start()
+    waiting = Ride.objects.filter(pk__in=ride_ids, status=RideStatus.REQUESTED)
+    while waiting.exists() and time.perf_counter() - started < 300:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    assigned = Ride.objects.filter(pk__in=ride_ids, status=RideStatus.ASSIGNED).count()
+    return assigned / elapsed, assigned
+
+
+def raw_transaction_rate(database_url: str, count: int) -> float:
+    """The matcher's database transaction alone, with psycopg: lock ride and driver, update, outbox row."""
+    from rides.events import Point
+    from rides.models import Ride
+    from rides.services import Trip, request_ride
+
+    drivers = place_drivers(count, km=10)
+    riders = make_riders(count)
+    rides = [request_ride(rider_id=r.id, trip=Trip(Point(*CENTER), Point(*CENTER))).id for r in riders]
+    payload = json.dumps({"bench": "x" * 300})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for ride_id, driver in zip(rides, drivers, strict=True):
+            with conn.transaction():
+                conn.execute("SELECT id FROM rides_ride WHERE id = %s FOR UPDATE SKIP LOCKED", [ride_id])
+                conn.execute("SELECT id, is_available FROM users_user WHERE id = %s FOR UPDATE", [driver.id])
+                conn.execute(
+                    "UPDATE rides_ride SET driver_id = %s, status = 'assigned', assigned_at = now(), version = 2, "
+                    "status_changed_at = now() WHERE id = %s",
+                    [driver.id, ride_id],
+                )
+                conn.execute(
+                    "INSERT INTO events_outboxevent (event_id, topic, key, version, payload, created_at, attempts, "
+                    "last_error) VALUES (%s, 'ride-status-changed', %s, 2, %s, now(), 0, '')",
+                    [uuid.uuid4(), str(ride_id), payload],
+                )
+        elapsed = time.perf_counter() - started
+    Ride.objects.filter(pk__in=rides).update(status="completed")
+    return count / elapsed
+
+
+def run(
+    *, full: bool = False, seconds: float | None = None, rides: int | None = None, report: Progress = progress
+) -> Section:
+    seconds = seconds or (30 if full else 10)
+    rides = rides or (5000 if full else 2000)
+    database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ridehail_bench")
+    ensure_database(database_url)
+    with PrivateRedis() as private_redis:
+        setup_django(database_url, private_redis.url)
+        quiet_worker_logs("rides")
+        from rides.models import Ride
+
+        Ride.objects.filter(status__in=["requested", "assigned"]).update(status="cancelled")  # a clean slate
+        project = latency_run(private_redis.url, database_url, seconds)
+        raw = raw_stream_latency(private_redis.url, seconds)
+        p50, p99 = percentile(project, 0.5) * 1000, percentile(project, 0.99) * 1000
+        report(
+            f"matching: latency p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(project)} assigned); "
+            f"raw stream p99 {percentile(raw, 0.99) * 1000:.2f} ms"
+        )
+        rate, assigned = throughput_run(rides)
+        raw_rate = raw_transaction_rate(database_url, min(rides, 2000))
+        report(f"matching: {rate:,.0f} matched/s ({assigned} of {rides}); raw transaction {raw_rate:,.0f}/s")
+    p50, p99 = percentile(project, 0.5) * 1000, percentile(project, 0.99) * 1000
+    raw_p50, raw_p99 = percentile(raw, 0.5) * 1000, percentile(raw, 0.99) * 1000
+    ratio = rate / raw_rate
+    table = markdown_table(
+        ["at 50 requests/s, 500 drivers", "p50 ms", "p99 ms"],
+        [
+            ["request committed → assigned (rides worker)", f"{p50:.1f}", f"{p99:.1f}"],
+            ["raw XADD → XREADGROUP → XACK", f"{raw_p50:.2f}", f"{raw_p99:.2f}"],
+        ],
+    )
+    table += "\n\n" + markdown_table(
+        ["one rides worker, 5,000 drivers in the index", "per second"],
+        [
+            [f"requests matched (GEOSEARCH + one transaction each; {assigned} of {rides})", f"{rate:,.0f}"],
+            ["the same transaction, raw psycopg, one connection", f"{raw_rate:,.0f}"],
+        ],
+    )
+    table += (
+        f"\n\nMatching p99 ÷ raw stream p99 = {p99 / raw_p99:.1f} (reported); p99 {p99:.1f} ms (sanity bound ≤ 20 ms); "
+        f"throughput ÷ raw transaction = **{ratio:.2f}** (target ≥ 0.3)."
+    )
+    return Section(
+        title="Matching: latency and throughput",
+        command=f"{COMMAND} --seconds {seconds:g} --rides {rides}",
+        table=table,
+        notes=(
+            "Latency is measured from the timestamps the processes wrote (requested_at at the request, assigned_at "
+            "in the assignment's transaction), on PostgreSQL, with the rides worker as a process of its own."
+        ),
+        targets=[
+            Target("matching p99 (ms, absolute)", p99, "≤ 20", p99 <= 20),
+            Target("matching throughput ÷ raw transaction", ratio, "≥ 0.3", ratio >= 0.3),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    cli(run, __doc__, {"seconds": float, "rides": int})
