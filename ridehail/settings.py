@@ -248,6 +248,10 @@ RIDEHAIL_DASHBOARD_QUEUE_LIMIT = env_int("RIDEHAIL_DASHBOARD_QUEUE_LIMIT", 1000,
 RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION = env_int("RIDEHAIL_DASHBOARD_SOCKETS_PER_SESSION", 10, minimum=1)
 # How often open dashboards are checked against their user still being active staff.
 RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS = env_float("RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS", 3.0, minimum=0.1)
+# Seconds between two position frames on one dashboard (every driver that moved, once).
+RIDEHAIL_DASHBOARD_POSITION_INTERVAL = env_float("RIDEHAIL_DASHBOARD_POSITION_INTERVAL", 1.0, minimum=0.05)
+# The dashboard map's tiles; empty: no tiles (the markers still show).
+RIDEHAIL_MAP_TILES = env_str("RIDEHAIL_MAP_TILES", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 
 # Locations (locations/): a driver's position older than this (seconds) is not offered.
 RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum=1.0)

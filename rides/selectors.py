@@ -70,3 +70,9 @@ def busy_driver_ids(driver_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """Which of these drivers have an assigned ride."""
     rides = Ride.objects.filter(driver_id__in=driver_ids, status=RideStatus.ASSIGNED)
     return set(rides.values_list("driver_id", flat=True))
+
+
+def ride_versions(ride_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
+    """The current version and the rider's username of each of these rides that exists, in one query."""
+    rows = Ride.objects.filter(pk__in=ride_ids).values_list("id", "version", "rider__username")
+    return {ride_id: (version, rider) for ride_id, version, rider in rows}

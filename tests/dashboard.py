@@ -31,16 +31,23 @@ def connect(server: AsgiServer, *, cookie: str | None, origin: str | None = "use
     return websockets.connect(f"{server.ws_url}/ws/dashboard/", additional_headers=headers, **kwargs)
 
 
-async def receive_json(socket: websockets.ClientConnection, timeout: float = RECEIVE_TIMEOUT) -> dict:
-    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
+async def receive_json(
+    socket: websockets.ClientConnection, timeout: float = RECEIVE_TIMEOUT, *, skip: tuple[str, ...] = ("health",)
+) -> dict:
+    """The next frame within `timeout` (counted afresh after each skipped one), skipping the workers'
+    health frames, which every process sends every few seconds whatever the test does."""
+    while True:
+        frame = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+        if frame.get("type") not in skip:
+            return frame
 
 
-async def change_soon(change: Callable[..., Any], *args: Any) -> None:
+async def change_soon(change: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Run database work from async code: in a thread, whose connection is closed afterwards."""
 
     def change_and_close() -> None:
         try:
-            change(*args)
+            change(*args, **kwargs)
         finally:
             connections.close_all()
 

@@ -52,3 +52,14 @@ def dashboard_drivers() -> list[dict[str, Any]]:
         {**DriverStatus(driver_id, available, changed_at, version).to_dict(), "username": username}
         for driver_id, username, available, version, changed_at in rows
     ]
+
+
+def driver_versions(driver_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The current status version of each of these ids that is a driver, in one query."""
+    rows = User.objects.filter(pk__in=list(driver_ids), role=Role.DRIVER).values_list("id", "status_version")
+    return dict(rows)
+
+
+def usernames(user_ids: Iterable[uuid.UUID]) -> dict[str, str]:
+    """id → username for these users, in one query (for people a screen names)."""
+    return {str(pk): name for pk, name in User.objects.filter(pk__in=list(user_ids)).values_list("id", "username")}

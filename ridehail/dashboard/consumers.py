@@ -1,4 +1,5 @@
-"""The dashboard websocket: staff only; a snapshot first, then every event, each once."""
+"""The dashboard websocket: staff only; a snapshot first, then every event (each once), position
+frames and the workers' health."""
 
 import asyncio
 import json
@@ -13,9 +14,8 @@ from ridehail.dashboard.access import process_access_watcher
 from ridehail.dashboard.control import process_control_listener, session_group, user_group
 from ridehail.dashboard.fanout import Delivery, FanoutUnavailable, process_fanout
 from ridehail.dashboard.session_sockets import session_sockets
-from users.events import DRIVER_STATUS
+from ridehail.dashboard.snapshot import build_snapshot, snapshot_versions
 from users.permissions import is_operator
-from users.selectors import dashboard_drivers
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +68,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             self.closing = True
             await self.close(code=CLOSE_UNAVAILABLE)
             return
-        drivers = await database_sync_to_async(dashboard_drivers)()
-        self.versions = {f"{DRIVER_STATUS.name}:{driver['driverId']}": driver["version"] for driver in drivers}
-        await self.send(text_data=json.dumps({"type": "snapshot", "drivers": drivers}))
+        snapshot = await database_sync_to_async(build_snapshot)()
+        self.versions = snapshot_versions(snapshot)
+        await self.send(text_data=json.dumps(snapshot, separators=(",", ":")))
+        if health := process_fanout().latest_health:
+            self.pending.appendleft(health)  # the workers' health without waiting for the next frame
         self.forwarder = asyncio.create_task(self._forward())
 
     def offer(self, delivery: Delivery) -> None:
@@ -102,9 +104,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         while True:
             while self.pending:
                 delivery = self.pending.popleft()
-                if delivery.version <= self.versions.get(delivery.key, 0):
-                    continue  # already in the snapshot, or an older event arriving late
-                self.versions[delivery.key] = delivery.version
+                if delivery.version:  # an event: once, in order (positions and health frames are not versioned)
+                    if delivery.version <= self.versions.get(delivery.key, 0):
+                        continue  # already in the snapshot, or an older event arriving late
+                    self.versions[delivery.key] = delivery.version
                 # Straight to the server: the frame was encoded once for all sockets.
                 await self.base_send(delivery.message)
             self.wake_up = loop.create_future()

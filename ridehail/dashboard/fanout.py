@@ -9,32 +9,48 @@ own sockets.
 
 The subscription is read by a thread of its own through `Subscription`, the same
 subscribe / confirm / heartbeat loop the workers use; finished deliveries are handed to
-the event loop in batches. Validation, the unknown-driver check (a database query on a
-miss) and encoding happen in that thread, off the loop that serves the sockets.
+the event loop in batches. Validation, the database check and encoding happen in that
+thread, off the loop that serves the sockets.
+
+Three kinds of frames:
+- status and ride events, each once, in order: an event is shown only if its driver or
+  ride exists in the database;
+- positions, batched: the latest position of each driver that moved, one frame per
+  RIDEHAIL_DASHBOARD_POSITION_INTERVAL for the whole process, so 10,000 drivers reporting
+  every 2 s cost each page one frame a second;
+- the workers' health, every few seconds (health.py), while anyone watches.
 """
 
 import asyncio
 import logging
 import threading
+import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
+from django.conf import settings
 from django.db import close_old_connections
 
+from locations.events import DRIVER_LOCATION, DriverLocationUpdated
+from ridehail.dashboard.health import HEALTH_SECONDS, health_frame
 from ridehail.dashboard.per_loop import per_event_loop
 from ridehail.events import wire
-from ridehail.events.connection import Backoff, Subscription, worker_redis
+from ridehail.events.connection import POLL_SECONDS, Backoff, Subscription, worker_redis
 from ridehail.events.topic import Topic
+from rides.events import RIDE_STATUS, RideStatusChanged
+from rides.selectors import ride_versions
 from users.driver_set import KnownDrivers
 from users.events import DRIVER_STATUS, DriverStatusChanged
 
 logger = logging.getLogger(__name__)
 
 # The topics a dashboard shows, by channel.
-TOPICS: dict[str, Topic] = {topic.channel: topic for topic in (DRIVER_STATUS,)}
+TOPICS: dict[str, Topic] = {topic.channel: topic for topic in (DRIVER_STATUS, RIDE_STATUS, DRIVER_LOCATION)}
+POSITIONS_KEY = "positions"  # the key of a positions frame: not versioned, never dropped by a socket
 
 
 class FanoutUnavailable(Exception):
@@ -47,16 +63,16 @@ class LoopClosed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One event, prepared once for every socket: the ASGI message is shared, not copied."""
+    """One frame, prepared once for every socket: the ASGI message is shared, not copied."""
 
-    key: str  # "<topic>:<key>": what the version counts
-    version: int
+    key: str  # "<topic>:<key>": what the version counts; POSITIONS_KEY or "health" for batched frames
+    version: int  # 0: not versioned
     message: dict[str, str]
 
 
 class Listener(Protocol):
     def offer(self, delivery: Delivery) -> None:
-        """Take one event without blocking (queue it or give up on it); never raises."""
+        """Take one frame without blocking (queue it or give up on it); never raises."""
 
     def resync(self) -> None:
         """Events may have been missed: the listener must start over from a snapshot."""
@@ -69,6 +85,8 @@ class Fanout:
         self.subscribed = asyncio.Event()
         self.known_drivers = KnownDrivers()
         self.incoming: deque[Delivery] = deque()
+        self.moved: dict[uuid.UUID, DriverLocationUpdated] = {}  # positions since the last frame
+        self.latest_health: Delivery | None = None
         self._reader: threading.Thread | None = None
         self._distributor: asyncio.Task | None = None
 
@@ -97,8 +115,11 @@ class Fanout:
 
     async def _distribute(self) -> None:
         while self.incoming:
-            self.deliver(self.incoming.popleft())
-            # Let the sockets' forwarders run between events: a burst read in one go must
+            delivery = self.incoming.popleft()
+            if delivery.key == "health":
+                self.latest_health = delivery
+            self.deliver(delivery)
+            # Let the sockets' forwarders run between frames: a burst read in one go must
             # not fill every queue before any of them had a chance to send.
             await asyncio.sleep(0)
 
@@ -107,7 +128,7 @@ class Fanout:
             try:
                 listener.offer(delivery)
             except Exception:  # offer() must not raise; if it does, that socket starts over
-                logger.exception("dashboard: a socket failed to take an event; closing it to resync")
+                logger.exception("dashboard: a socket failed to take a frame; closing it to resync")
                 self.listeners.discard(listener)
                 listener.resync()
 
@@ -132,24 +153,66 @@ class Fanout:
                 logger.warning("dashboard: ignored message on %s: %s: %r", channel, exc, raw[:200])
             except Exception:  # whatever one message does, the others still go out
                 logger.exception("dashboard: could not read a message on %s: %r", channel, raw[:200])
-        drivers = self.known_drivers.filter(
-            {event.driver_id for event in events if isinstance(event, DriverStatusChanged)}
-        )
+        self._take_positions([event for event in events if isinstance(event, DriverLocationUpdated)])
         deliveries = []
-        for event in events:
-            if isinstance(event, DriverStatusChanged) and event.driver_id not in drivers:
-                logger.warning("dashboard: ignored event %s of unknown driver %s", event.event_id, event.driver_id)
-                continue
+        for event, extra in self._confirmed(
+            [event for event in events if not isinstance(event, DriverLocationUpdated)]
+        ):
             try:
-                deliveries.append(self._delivery(event))
+                deliveries.append(self._delivery(event, extra))
             except Exception:  # one event that cannot be shown must not hold back the others
                 logger.exception("dashboard: could not prepare %s for the sockets", event)
         return deliveries
 
+    def _confirmed(self, events: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+        """The events of drivers and rides the database knows, with what the frame adds (the rider's name).
+
+        Anyone may publish on the channels (a test, a redis-cli) and reach the dashboards the same
+        way, but not about a driver or a ride that does not exist: one query per kind and batch
+        (drivers are remembered).
+        """
+        statuses = [event for event in events if isinstance(event, DriverStatusChanged)]
+        rides = [event for event in events if isinstance(event, RideStatusChanged)]
+        drivers = self.known_drivers.filter({event.driver_id for event in statuses}) if statuses else set()
+        found = ride_versions([event.ride.ride_id for event in rides]) if rides else {}
+        riders = {ride_id: rider for ride_id, (_, rider) in found.items()}
+        confirmed = []
+        for event in events:
+            if isinstance(event, DriverStatusChanged) and event.driver_id in drivers:
+                confirmed.append((event, {}))
+            elif isinstance(event, RideStatusChanged) and event.ride.ride_id in riders:
+                confirmed.append((event, {"riderName": riders[event.ride.ride_id]}))
+            else:
+                logger.warning("dashboard: ignored %s of unknown %s", event.topic.name, event.key)
+        return confirmed
+
+    def _take_positions(self, positions: list[DriverLocationUpdated]) -> None:
+        if not positions:
+            return
+        drivers = self.known_drivers.filter({position.driver_id for position in positions})
+        for position in positions:
+            if position.driver_id not in drivers:
+                continue  # a position of no driver the database knows: not shown
+            held = self.moved.get(position.driver_id)
+            if held is None or position.timestamp >= held.timestamp:
+                self.moved[position.driver_id] = position
+
     @staticmethod
-    def _delivery(event: Any) -> Delivery:
-        frame = wire.encode({"type": event.topic.name, **event.to_dict()}).decode()
+    def _delivery(event: Any, extra: dict[str, Any]) -> Delivery:
+        frame = wire.encode({"type": event.topic.name, **event.to_dict(), **extra}).decode()
         return Delivery(f"{event.topic.name}:{event.key}", event.version, {"type": "websocket.send", "text": frame})
+
+    def _positions_frame(self) -> Delivery | None:
+        if not self.moved:
+            return None
+        positions = [position.to_dict() for position in self.moved.values()]
+        self.moved = {}
+        frame = wire.encode({"type": "positions", "positions": positions}).decode()
+        return Delivery(POSITIONS_KEY, 0, {"type": "websocket.send", "text": frame})
+
+    def _health_frame(self, client: redis.Redis) -> Delivery:
+        frame = wire.encode(health_frame(client)).decode()
+        return Delivery("health", 0, {"type": "websocket.send", "text": frame})
 
     def _read_forever(self) -> None:
         try:
@@ -161,11 +224,12 @@ class Fanout:
         backoff = Backoff()
         while not self.loop.is_closed():
             try:
-                with Subscription(worker_redis(), TOPICS) as subscription:
+                client = worker_redis()
+                with Subscription(client, TOPICS) as subscription:
                     self._on_loop(self.subscribed.set)
                     backoff.reset()
                     logger.info("dashboard: listening on %s", ", ".join(TOPICS))
-                    self._relay(subscription)
+                    self._relay(subscription, client)
             except LoopClosed:
                 raise
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -175,19 +239,30 @@ class Fanout:
                 logger.exception("dashboard: the fan-out failed; closing its sockets so they resync")
                 self._wait_after_failure(backoff, "fan-out failed")
 
-    def _relay(self, subscription: Subscription) -> None:
+    def _relay(self, subscription: Subscription, client: redis.Redis) -> None:
+        interval = settings.RIDEHAIL_DASHBOARD_POSITION_INTERVAL
+        next_positions = time.monotonic() + interval
+        next_health = time.monotonic()
         while not self.loop.is_closed():
-            batch = subscription.read_batch()
-            if not batch:
-                close_old_connections()
-                continue
-            deliveries = self.prepare(batch)
+            batch = subscription.read_batch(timeout=max(0.0, min(POLL_SECONDS, next_positions - time.monotonic())))
+            deliveries = self.prepare(batch) if batch else []
+            now = time.monotonic()
+            if now >= next_positions:
+                if frame := self._positions_frame():
+                    deliveries.append(frame)
+                next_positions = now + interval
+            if now >= next_health and self.listeners:
+                deliveries.append(self._health_frame(client))
+                next_health = now + HEALTH_SECONDS
             if deliveries:
                 self._on_loop(self.receive, deliveries)
+            if not batch:
+                close_old_connections()
 
     def _wait_after_failure(self, backoff: Backoff, what: str) -> None:
         delay = backoff.next_delay()
         logger.warning("dashboard: %s; retrying in %.1fs", what, delay)
+        self.moved = {}
         self._on_loop(self.lost_connection)
         threading.Event().wait(delay)
 
