@@ -1,6 +1,8 @@
-"""The dashboard in real headless Chromium: sign in, watch a toggle arrive, survive a server restart."""
+"""The dashboard in real headless Chromium: sign in, the map, rides turning assigned, the workers'
+health, a server restart, a session that ends, a phone's width, the Content-Security-Policy."""
 
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,10 +10,13 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from conftest import PASSWORD, make_user
+from conftest import PASSWORD, make_drivers, make_user
+from locations.positions import TRACKED_DRIVERS
+from tests.processes import wait_until
 from tests.servers import AsgiServer
 from users.models import Role
 from users.services import set_driver_availability
@@ -54,14 +59,24 @@ def browser(monkeypatch) -> Iterator[Browser]:
         connections.close_all()
 
 
-def toggle_through_the_api(server: AsgiServer, username: str) -> dict:
+# No tiles in tests: this machine has no internet, and the page must work without them anyway.
+NO_TILES = {"RIDEHAIL_MAP_TILES": ""}
+
+
+def token_of(server: AsgiServer, username: str) -> str:
     login = requests.post(f"{server.url}/api/auth/login", json={"username": username, "password": PASSWORD}, timeout=5)
-    token = login.json()["token"]
-    response = requests.put(
-        f"{server.url}/api/users/driver-status", headers={"Authorization": f"Token {token}"}, timeout=5
-    )
-    assert response.status_code == 200, response.text
+    return login.json()["token"]
+
+
+def api(server: AsgiServer, method: str, path: str, username: str, body: dict | None = None) -> dict:
+    headers = {"Authorization": f"Token {token_of(server, username)}"}
+    response = requests.request(method, f"{server.url}{path}", json=body, headers=headers, timeout=5)
+    assert response.status_code < 300, response.text
     return response.json()
+
+
+def toggle_through_the_api(server: AsgiServer, username: str) -> dict:
+    return api(server, "PUT", "/api/users/driver-status", username)
 
 
 def sign_in(page: Page, server: AsgiServer) -> None:
@@ -82,7 +97,7 @@ def test_staff_watch_a_driver_go_online_and_the_page_resyncs_after_a_restart(bro
     drivers = [make_user(name, role=Role.DRIVER) for name in ("amara", "bruno", "chen", "dana")]
     amara = drivers[0]
     set_driver_availability(driver_id=drivers[2].id, available=True)
-    server = AsgiServer().start()
+    server = AsgiServer(env=NO_TILES).start()
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 760})
         sign_in(page, server)
@@ -100,13 +115,12 @@ def test_staff_watch_a_driver_go_online_and_the_page_resyncs_after_a_restart(bro
             toggle_through_the_api(server, name)
         expect(page.locator("#feed li")).to_have_count(4)
         expect(page.locator("#event-count")).to_have_text("4")
-        page.screenshot(path=screenshot_path("dashboard.png", tmp_path))
 
         server.signal(signal.SIGKILL)
         server.wait_exit(timeout=5)
         expect(connection).to_have_attribute("data-state", "offline")
         set_driver_availability(driver_id=amara.id, available=False)  # missed while the page is cut off
-        server = AsgiServer(port=server.port).start()
+        server = AsgiServer(port=server.port, env=NO_TILES).start()
 
         expect(connection).to_have_attribute("data-state", "live", timeout=20_000)
         expect(badge(page, amara)).to_have_text("offline")  # resynced from a fresh snapshot
@@ -118,11 +132,13 @@ def test_staff_watch_a_driver_go_online_and_the_page_resyncs_after_a_restart(bro
 def test_the_dashboard_fits_a_phone_screen(browser, redis_client):
     make_user("operator", is_staff=True)
     make_user("amara", role=Role.DRIVER)
-    server = AsgiServer().start()
+    server = AsgiServer(env=NO_TILES).start()
     try:
         page = browser.new_page(viewport={"width": 390, "height": 844})
         sign_in(page, server)
         expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")
+        expect(page.locator("#map")).to_be_visible()
+        assert page.locator("#map").bounding_box()["width"] <= 390
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
     finally:
@@ -134,7 +150,7 @@ def test_no_page_breaks_the_content_security_policy(browser, redis_client):
     operator.is_superuser = True
     operator.save(update_fields=["is_superuser"])
     make_user("amara", role=Role.DRIVER)
-    server = AsgiServer().start()
+    server = AsgiServer(env=NO_TILES).start()
     try:
         page = browser.new_page()
         violations: list[str] = []
@@ -165,3 +181,115 @@ def test_no_page_breaks_the_content_security_policy(browser, redis_client):
         server.stop()
     assert unprotected == []
     assert violations == []
+
+
+def report_position(server: AsgiServer, username: str, lat: float, lng: float) -> None:
+    api(server, "PUT", "/api/locations/driver-location", username, {"lat": lat, "lng": lng})
+
+
+def marker_state(page: Page, driver) -> str | None:
+    return page.evaluate(f"window.ridehailDashboard.markerState('{driver.id}')")
+
+
+def test_the_map_shows_drivers_and_a_ride_that_turns_assigned(browser, redis_client, start_worker, tmp_path):
+    make_user("operator", is_staff=True)
+    names = ["amara", "bruno", "chen", "dana", "emil", "farah"]
+    drivers = {name: make_user(name, role=Role.DRIVER) for name in names}
+    make_user("rosa")
+    start_worker("locations")
+    start_worker("rides", env={"RIDEHAIL_MATCH_RETRY_SECONDS": "0.3"})
+    server = AsgiServer(env=NO_TILES).start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server)
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")
+        for n, name in enumerate(names):
+            toggle_through_the_api(server, name)
+            wait_until(lambda d=drivers[name]: str(d.id) in TRACKED_DRIVERS.members(redis_client), what="tracked")
+            report_position(server, name, 52.515 + (n % 3) * 0.006, 13.39 + (n // 3) * 0.012)
+        wait_until(lambda: page.evaluate("window.ridehailDashboard.markerCount()") == 6, what="six markers")
+        assert marker_state(page, drivers["amara"]) == "free"
+
+        ride = api(
+            server,
+            "POST",
+            "/api/rides",
+            "rosa",
+            {"pickup": {"lat": 52.5151, "lng": 13.3901}, "dropoff": {"lat": 52.53, "lng": 13.42}},
+        )
+
+        row = page.locator(f'#rides li[data-ride-id="{ride["rideId"]}"]')
+        expect(row).to_have_attribute("data-status", "assigned", timeout=10_000)  # requested, then assigned
+        expect(row).to_contain_text("rosa")
+        expect(page.locator("#busy-count")).to_have_text("1")
+        expect(page.locator("#feed")).to_contain_text("ride for rosa requested")
+        expect(page.locator("#feed")).to_contain_text("ride for rosa assigned")
+        assert marker_state(page, drivers["amara"]) == "busy"  # the nearest
+        page.screenshot(path=screenshot_path("dashboard.png", tmp_path))
+
+        toggle_through_the_api(server, "farah")  # goes offline
+        wait_until(lambda: marker_state(page, drivers["farah"]) == "offline", what="farah's marker offline")
+        expect(page.locator("#online-count")).to_have_text("5")
+    finally:
+        server.stop()
+
+
+def test_the_health_strip_shows_a_stopped_workers_lag_rising(browser, redis_client, start_worker):
+    make_user("operator", is_staff=True)
+    [driver] = make_drivers(1)
+    worker = start_worker("rides", "--transport", "stream")
+    server = AsgiServer(env=NO_TILES).start()
+    try:
+        page = browser.new_page()
+        sign_in(page, server)
+        group = page.locator("#health-items li", has_text="driver-status-changed · rides")
+        expect(group).to_contain_text("lag 0", timeout=10_000)
+        expect(page.locator("#health")).to_have_attribute("data-state", "ok")
+
+        worker.signal(signal.SIGSTOP)  # stuck: reads nothing, acknowledges nothing
+        try:
+            for _ in range(120):
+                set_driver_availability(driver_id=driver.id)
+            # 120 events behind, give or take the one the worker had read when it stopped.
+            expect(group).to_contain_text(re.compile(r"lag 1[12]\d"), timeout=10_000)
+            expect(group).to_have_class("red")
+            expect(page.locator("#health")).to_have_attribute("data-state", "bad")
+        finally:
+            worker.signal(signal.SIGCONT)
+    finally:
+        server.stop()
+
+
+def test_a_page_whose_session_ended_says_so_instead_of_retrying(browser, redis_client):
+    make_user("operator", is_staff=True)
+    server = AsgiServer(env={**NO_TILES, "RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS": "0.5"}).start()
+    try:
+        page = browser.new_page()
+        sign_in(page, server)
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")
+
+        Session.objects.all().delete()  # the session is gone (expired, or flushed by an admin)
+
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "signed-out", timeout=10_000)
+        expect(page.locator("#signed-out")).to_be_visible()
+        expect(page.locator("#signed-out a")).to_have_attribute("href", "/accounts/login/?next=/dashboard/")
+        page.reload()  # and a fresh page is sent to sign in
+        expect(page).to_have_url(f"{server.url}/accounts/login/?next=/dashboard/")
+    finally:
+        server.stop()
+
+
+def test_a_non_staff_user_is_told_why_there_is_no_dashboard(browser, redis_client):
+    make_user("amara", role=Role.DRIVER)
+    server = AsgiServer(env=NO_TILES).start()
+    try:
+        page = browser.new_page()
+        page.goto(f"{server.url}/accounts/login/?next=/dashboard/")
+        page.fill("input[name=username]", "amara")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{server.url}/accounts/login/?next=/dashboard/")  # sent back, and told why
+        expect(page.locator("#not-staff")).to_contain_text("You are signed in as amara, a driver")
+        expect(page.locator("#not-staff")).to_contain_text("the live dashboard is for operators")
+    finally:
+        server.stop()
