@@ -1,7 +1,8 @@
 """Many websocket clients in one process, cheap enough not to be the bottleneck.
 
 `python -m bench.ws_clients URL COUNT EXPECTED TIMEOUT [COOKIE ORIGIN]`; prints "clients
-ready" once all are connected, then one JSON line with what they received.
+ready" once all are connected, then one JSON line with what they received: status events
+(with their delay from publish) and positions frames (with the longest gap between two).
 
 A general-purpose client spends more CPU per frame than the servers under test, so this
 one does the opening handshake itself and then only splits the byte stream into frames:
@@ -21,11 +22,18 @@ from urllib.parse import urlsplit
 TIMESTAMP = b'"timestamp":"'
 
 
+STATUS = b'{"type":"driver-status-changed"'
+POSITIONS = b'{"type":"positions"'
+
+
 class FrameCounter(asyncio.Protocol):
     def __init__(self, expected: int, latencies: list[float], done: asyncio.Future) -> None:
         self.expected, self.latencies, self.done = expected, latencies, done
         self.buffer = bytearray()
         self.received = 0
+        self.position_frames = 0
+        self.last_positions = 0.0
+        self.longest_positions_gap = 0.0
         self.handshake_done = False
         self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -63,21 +71,29 @@ class FrameCounter(asyncio.Protocol):
                 length, header = int.from_bytes(buffer[offset + 2 : offset + 10], "big"), 10
             if len(buffer) - offset < header + length:
                 break
-            payload = bytes(buffer[offset + header : offset + header + length])
-            offset += header + length
+            # Only the head of a frame is looked at: a positions frame is ~100 KB, and copying it
+            # would make these clients slower than the servers they measure.
+            head = bytes(buffer[offset + header : offset + header + min(length, 256)])
+            payload_end = offset + header + length
             if opcode == 0x9:  # ping: answer with a masked pong
-                self.transport.write(_client_frame(0xA, payload))
+                self.transport.write(_client_frame(0xA, bytes(buffer[offset + header : payload_end])))
             elif opcode == 0x8:
                 self._finish()
-            elif opcode == 0x1 and not payload.startswith(b'{"type":"snapshot"'):
-                start = payload.find(TIMESTAMP)
+            elif opcode == 0x1 and head.startswith(POSITIONS):
+                if self.last_positions:
+                    self.longest_positions_gap = max(self.longest_positions_gap, now - self.last_positions)
+                self.last_positions = now
+                self.position_frames += 1
+            elif opcode == 0x1 and head.startswith(STATUS):
+                start = head.find(TIMESTAMP)
                 if start >= 0:
                     start += len(TIMESTAMP)
-                    published = datetime.fromisoformat(payload[start : start + 27].decode()).timestamp()
+                    published = datetime.fromisoformat(head[start : start + 27].decode()).timestamp()
                     self.latencies.append(now - published)
                 self.received += 1
                 if self.received >= self.expected:
                     self._finish()
+            offset = payload_end
         del buffer[:offset]
 
     def _finish(self) -> None:
@@ -134,10 +150,15 @@ async def main() -> None:
     received = sum(client.received for client in clients)
     for client in clients:
         client.transport_ref.close()
-    print(
-        json.dumps({"received": received, "latencies": latencies, "errors": errors[:5], "failed": len(errors)}),
-        flush=True,
-    )
+    result = {
+        "received": received,
+        "latencies": latencies,
+        "position_frames": [client.position_frames for client in clients],
+        "positions_gaps": [client.longest_positions_gap for client in clients],
+        "errors": errors[:5],
+        "failed": len(errors),
+    }
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

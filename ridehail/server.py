@@ -12,6 +12,11 @@ the right (ridehail/throttling.py), X-Forwarded-Proto only with DJANGO_HTTPS and
 `--ws-max-size 65536`: dashboards only listen; a client sending more than 64 KiB at once is
 closed (1009).
 
+`--ws-per-message-deflate false`: browsers offer compression and uvicorn accepts it by default,
+which would compress every frame once *per socket*: the fan-out encodes a frame once for a
+thousand dashboards, and deflating a ~100 KB positions frame a thousand times a second would
+cost more CPU than everything else together. Dashboards are operators' screens on a decent link.
+
 `scripts/serve` (what docker-compose.yml runs) is `python -m ridehail.server`: HTTP and
 websockets on $PORT (default 8000), with $WEB_CONCURRENCY processes (default: the machine's
 cores), from the environment alone.
@@ -22,7 +27,7 @@ import sys
 
 WS_MAX_SIZE = 65536  # bytes per websocket message
 
-UVICORN_OPTIONS = ["--no-proxy-headers", "--ws-max-size", str(WS_MAX_SIZE)]
+UVICORN_OPTIONS = ["--no-proxy-headers", "--ws-max-size", str(WS_MAX_SIZE), "--ws-per-message-deflate", "false"]
 
 
 def uvicorn_command(*, host: str, port: int) -> list[str]:
