@@ -17,7 +17,9 @@ from users.events import DRIVER_STATUS, DriverStatusChanged
 def publish_without_outbox(event: DriverStatusChanged) -> None:
     def publish() -> None:
         try:
-            publish_once(shared_redis(), topic=DRIVER_STATUS, event_id=event.event_id, payload=event.to_json())
+            publish_once(
+                shared_redis(), topic=DRIVER_STATUS, key=event.key, version=event.version, payload=event.to_json()
+            )
         except redis.RedisError:
             pass  # without an outbox such an event is simply lost
 

@@ -31,7 +31,7 @@ def project_rate(client: redis.Redis, events: list) -> float:
 
     started = time.perf_counter()
     for event in events:
-        publish_once(client, topic=DRIVER_STATUS, event_id=event.event_id, payload=event.to_json())
+        publish_once(client, topic=DRIVER_STATUS, key=event.key, version=event.version, payload=event.to_json())
     return len(events) / (time.perf_counter() - started)
 
 

@@ -25,13 +25,15 @@ from ridehail.events.publisher import BATCH_SIZE, publish_pending_rows
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 60.0
+# A row this young is the fast path's: it is being published, or marked (marks.py), right now.
+LEAVE_TO_THE_FAST_PATH = 2.0
 
 
-def relay_once(*, trim: bool = True) -> int:
-    """Publish every pending row, batch after batch; returns how many went out."""
+def relay_once(*, trim: bool = True, older_than: float = 0.0) -> int:
+    """Publish every pending row (older than `older_than` seconds), batch after batch; returns how many."""
     total = new = 0
     while True:
-        rows, fresh = publish_pending_rows(trim=trim)
+        rows, fresh = publish_pending_rows(trim=trim, older_than=older_than)
         total, new = total + rows, new + fresh
         if rows < BATCH_SIZE:
             break
@@ -59,7 +61,7 @@ class OutboxRelay(threading.Thread):
         while not self.stop.wait(delay):
             close_old_connections()
             try:
-                relay_once(trim=False)
+                relay_once(trim=False, older_than=LEAVE_TO_THE_FAST_PATH)
                 if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
                     prune_published(older_than=timedelta(seconds=settings.RIDEHAIL_OUTBOX_RETENTION))
                     last_prune = time.monotonic()

@@ -6,14 +6,21 @@ publishes it at once (the fast path). If Redis is down the row waits, and the ou
 relay (ridehail/events/outbox.py) publishes it when Redis is back. Each event goes to the
 stream (durable) and the Pub/Sub channel (live) in one atomic script that runs at most
 once per event, so retries and concurrent relays can never put an event on the stream
-twice, and a key's events always leave in commit order.
+twice, and a key's events always leave in version order.
+
+Order per key is kept in Redis, not by reading the outbox: the fast path publishes version
+N only if version N-1's marker is there (or N is 1). If it is not (N-1 waits in the
+outbox because Redis was down, or is still on its way from another process), the slow path
+publishes every pending row of the key in order. So the common case costs the transaction
+nothing beyond its own outbox row, and the row is marked published by a batch, shortly after
+(marks.py), not by a second transaction per change.
 
 A live-only topic's event is published at once with `publish_live()`: no database, no
 stream; if Redis is down the caller is told, because there is nothing worth keeping.
 """
 
 import logging
-import uuid
+from datetime import timedelta
 
 import redis
 from django.conf import settings
@@ -23,29 +30,38 @@ from django.utils import timezone
 from redis.commands.core import Script
 
 from ridehail.events.connection import shared_redis
+from ridehail.events.marks import marks
 from ridehail.events.models import OutboxEvent
 from ridehail.events.topic import STREAM_FIELD, DurableEvent, Event, Topic, declared_topics
 
 logger = logging.getLogger(__name__)
 
-# Long enough to cover a retry after a crash between publishing and marking the row.
+# Long enough to cover a retry after a crash between publishing and marking the row, and the
+# gap between two versions of a key that order is checked across.
 DEDUPE_SECONDS = 3600
 BATCH_SIZE = 500
+PUBLISHED, ALREADY, OUT_OF_ORDER = 1, 0, -1
 
-# KEYS: stream, dedupe marker. ARGV: payload, maxlen ('' = do not trim), dedupe ttl, channel, stream field.
+# KEYS: stream, this event's marker, the previous version's marker ('' for none or not to check).
+# ARGV: payload, maxlen ('' = do not trim), marker ttl, channel, stream field.
+# Returns PUBLISHED, ALREADY (its marker was there) or OUT_OF_ORDER (the previous one's was not).
 _PUBLISH_ONCE = Script(
     None,
     b"""
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  if ARGV[2] == '' then
-    redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[1])
-  else
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], ARGV[1])
-  end
-  redis.call('PUBLISH', ARGV[4], ARGV[1])
-  return 1
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
 end
-return 0
+if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
+  return -1
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+if ARGV[2] == '' then
+  redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[1])
+else
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return 1
 """,
 )
 
@@ -59,10 +75,6 @@ def publish_on_commit(event: DurableEvent) -> None:
     order of outbox rows agree).
     """
     topic = _durable_topic_of(event)
-    pending = OutboxEvent.objects.filter(topic=topic.name, key=event.key, published_at__isnull=True)
-    # Decided under the row lock: with nothing older waiting, this event can go out on its
-    # own right after the commit, without reading the outbox again.
-    older_events_wait = pending.exists()
     row = OutboxEvent.objects.create(
         event_id=event.event_id,
         topic=topic.name,
@@ -70,8 +82,7 @@ def publish_on_commit(event: DurableEvent) -> None:
         version=event.version,
         payload=topic.encode(event).decode(),
     )
-    only = None if older_events_wait else row
-    transaction.on_commit(lambda: _publish_after_commit(topic, event.key, only=only))
+    transaction.on_commit(lambda: _publish_after_commit(topic, row))
 
 
 def publish_live(event: Event) -> None:
@@ -89,21 +100,23 @@ def _durable_topic_of(event: DurableEvent) -> Topic:
     return topic
 
 
-def _publish_after_commit(topic: Topic, key: str, *, only: OutboxEvent | None) -> None:
+def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
     # The change is committed whatever happens here: a Redis outage must not turn the
     # request into an error. The row stays pending and the relay publishes it later.
     try:
-        if only is None:
-            publish_pending(topic=topic, key=key)
+        result = publish_once(
+            shared_redis(), topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
+        )
+        if result == OUT_OF_ORDER:
+            publish_pending(topic=topic, key=row.key)  # the older ones first, then this one
         else:
-            publish_once(shared_redis(), topic=topic, event_id=only.event_id, payload=only.payload)
-            _mark_published([only.id])
+            marks.add(row.id)
     except redis.RedisError as exc:
-        logger.warning("events of %s %s wait in the outbox (Redis: %s)", topic.name, key, exc)
-        _record_failed_attempt(topic, key, exc)
+        logger.warning("events of %s %s wait in the outbox (Redis: %s)", topic.name, row.key, exc)
+        _record_failed_attempt(topic, row.key, exc)
     except DatabaseError as exc:
         # Published, but not marked: the relay republishes it, and the marker drops the copy.
-        logger.warning("events of %s %s not marked as published (database: %s)", topic.name, key, exc)
+        logger.warning("events of %s %s not marked as published (database: %s)", topic.name, row.key, exc)
 
 
 def _record_failed_attempt(topic: Topic, key: str, exc: Exception) -> None:
@@ -127,27 +140,35 @@ def publish_pending(
 
 
 def publish_pending_rows(
-    *, topic: Topic | None = None, key: str | None = None, client: redis.Redis | None = None, trim: bool = True
+    *,
+    topic: Topic | None = None,
+    key: str | None = None,
+    client: redis.Redis | None = None,
+    trim: bool = True,
+    older_than: float = 0.0,
 ) -> tuple[int, int]:
     """Like `publish_pending`, and also says how many of the rows were new to Redis.
 
     A row can be pending and yet already out: the fast path publishes right after the
-    commit and marks the row a moment later; a relay reading in between finds it pending.
-    The marker makes that second publish a no-op, and the count says so.
+    commit and its batch marks the row a moment later. The marker makes that second publish
+    a no-op, and the count says so. `older_than` (seconds) leaves the newest rows to the
+    fast path that is about to mark them.
     """
     pending = OutboxEvent.objects.filter(published_at__isnull=True).order_by("id")
     if topic is not None:
         pending = pending.filter(topic=topic.name)
     if key is not None:
         pending = pending.filter(key=key)
-    rows = list(pending.values_list("id", "topic", "event_id", "payload")[:BATCH_SIZE])
+    if older_than:
+        pending = pending.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than))
+    rows = list(pending.values_list("id", "topic", "key", "version", "payload")[:BATCH_SIZE])
     if not rows:
         return 0, 0
     topics = {declared.name: declared for declared in declared_topics()}
     pipe = (client or shared_redis()).pipeline(transaction=False)
-    for _, name, event_id, payload in rows:
-        publish_once(pipe, topic=topics[name], event_id=event_id, payload=payload, trim=trim)
-    new = sum(1 for result in pipe.execute() if result == 1)
+    for _, name, row_key, version, payload in rows:
+        publish_once(pipe, topic=topics[name], key=row_key, version=version, payload=payload, trim=trim)
+    new = sum(1 for result in pipe.execute() if result == PUBLISHED)
     _mark_published([row_id for row_id, *_ in rows])
     return len(rows), new
 
@@ -156,21 +177,31 @@ def _mark_published(row_ids: list[int]) -> None:
     OutboxEvent.objects.filter(id__in=row_ids).update(published_at=timezone.now())
 
 
+def marker(topic: Topic, key: str, version: int) -> str:
+    """The key whose presence says this version of this key went out."""
+    return f"{topic.stream}:published:{key}:{version}"
+
+
 def publish_once(
     client: redis.Redis | redis.client.Pipeline,
     *,
     topic: Topic,
-    event_id: uuid.UUID,
+    key: str,
+    version: int,
     payload: str | bytes,
     trim: bool = True,
-) -> None:
-    """XADD to the stream and PUBLISH on the channel, unless this event id already went out.
+    in_order: bool = False,
+) -> int | None:
+    """XADD to the stream and PUBLISH on the channel, unless this version of this key already went out.
 
+    `in_order`: only if the previous version went out (else OUT_OF_ORDER, nothing done).
     `trim=False` appends without trimming: the relay in the workers leaves trimming to the
     web processes, so one RIDEHAIL_STREAM_MAXLEN (the web's) decides how long streams are.
+    Returns the script's answer (None on a pipeline, whose results come with execute()).
     """
-    _PUBLISH_ONCE(
-        keys=[topic.stream, f"{topic.stream}:published:{event_id}"],
+    previous = marker(topic, key, version - 1) if in_order and version > 1 else ""
+    return _PUBLISH_ONCE(
+        keys=[topic.stream, marker(topic, key, version), previous],
         args=[payload, settings.RIDEHAIL_STREAM_MAXLEN if trim else "", DEDUPE_SECONDS, topic.channel, STREAM_FIELD],
         client=client,
     )

@@ -31,8 +31,23 @@ def test_a_change_and_its_outbox_row_commit_together_and_the_row_is_published_at
 
     row = OutboxEvent.objects.get()
     assert (row.event_id, row.key, row.version) == (change.event_id, str(driver.id), 1)
-    assert row.published_at is not None
-    assert stream_events(redis_client) == [json.loads(row.payload)]
+    assert stream_events(redis_client) == [json.loads(row.payload)]  # out at once, by the request itself
+    # ... and its row marked by this process's batch a moment later (ridehail/events/marks.py).
+    wait_until(lambda: OutboxEvent.objects.filter(published_at__isnull=False).exists(), timeout=2, what="marked")
+
+
+def test_a_key_s_events_leave_in_version_order_even_when_an_older_one_waited(driver, redis_client, settings):
+    reachable = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # version 1 misses Redis and waits in the outbox
+    shared_redis.cache_clear()
+    set_driver_availability(driver_id=driver.id, available=True)
+    settings.REDIS_URL = reachable
+    shared_redis.cache_clear()
+
+    set_driver_availability(driver_id=driver.id, available=False)  # version 2's fast path must not go first
+
+    assert [event["version"] for event in stream_events(redis_client)] == [1, 2]
+    wait_until(lambda: not OutboxEvent.objects.filter(published_at__isnull=True).exists(), what="both marked")
 
 
 def test_a_rolled_back_change_leaves_no_outbox_row(driver, redis_client):
