@@ -21,12 +21,8 @@ does not validate, another method, session authentication, Redis unreachable. Th
 import json
 import math
 import uuid
-from collections.abc import Awaitable, Callable
-from functools import cache
-from typing import Any
 
 import redis
-from csp.utils import build_policy
 from django.conf import settings
 from django.utils import timezone
 
@@ -34,15 +30,21 @@ from locations.events import DRIVER_LOCATION, LATITUDE, LONGITUDE
 from locations.positions import TRACKED_DRIVERS
 from ridehail.events import wire
 from ridehail.events.connection import async_shared_redis
+from ridehail.fast_path import (
+    App,
+    Receive,
+    Scope,
+    Send,
+    is_put,
+    read_body,
+    replaying,
+    respond_json,
+    throttled_body,
+    token_of,
+)
 from ridehail.throttling import DRIVER_LOCATION as THROTTLE_SCOPE
 from ridehail.throttling import SLIDING_WINDOW_LUA, rate_of, retry_after, window_key
 from users.token_cache import token_cache_key
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATHS = {"/api/locations/driver-location", "/api/locations/driver-location/"}
 MAX_BODY = 1024  # a position is ~40 bytes; anything larger is the view's to refuse
@@ -68,16 +70,7 @@ return {1, driver}
 """
 )
 
-# What Django's middleware puts on every answer of the view (security headers, DRF's Allow),
-# so that the two paths cannot be told apart; checked by the tests.
-COMMON_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"allow", b"PUT, OPTIONS"),
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
+ALLOW = [(b"allow", b"PUT, OPTIONS")]
 
 
 class PositionFastPath:
@@ -87,11 +80,11 @@ class PositionFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _candidate(scope):
+        if not (settings.RIDEHAIL_POSITION_FAST_PATH and is_put(scope, PATHS)):
             return await self.app(scope, receive, send)
-        body, complete = await _read_body(receive)
-        replay = _replaying(body, complete, receive)
-        token = _token(scope)
+        body, complete = await read_body(receive, limit=MAX_BODY)
+        replay = replaying(body, complete, receive)
+        token = token_of(scope)
         position = _position(body) if complete and token else None
         if position is None:
             return await self.app(scope, replay, send)
@@ -100,14 +93,10 @@ class PositionFastPath:
         except (redis.RedisError, OSError):
             return await self.app(scope, replay, send)  # the view says 503 in its own words
         if result[0] == PUBLISHED:
-            return await _respond(send, 202, result[2], [])
+            return await respond_json(send, 202, result[2], ALLOW)
         if result[0] == THROTTLED:
             wait = retry_after(result[1] / 1000)
-            plural = "" if wait == 1 else "s"
-            detail = f"Request was throttled. Expected available in {wait} second{plural}."
-            return await _respond(
-                send, 429, json.dumps({"detail": detail}).encode(), [(b"retry-after", str(wait).encode())]
-            )
+            return await respond_json(send, 429, throttled_body(wait), [*ALLOW, (b"retry-after", str(wait).encode())])
         return await self.app(scope, replay, send)
 
     async def _report(self, token: str, lat: float, lng: float) -> tuple[int, int, bytes]:
@@ -134,24 +123,6 @@ class PositionFastPath:
         return kind, int(result[1]) if kind == THROTTLED else 0, b""
 
 
-def _candidate(scope: Scope) -> bool:
-    return (
-        scope["type"] == "http"
-        and scope["method"] == "PUT"
-        and scope["path"] in PATHS
-        and settings.RIDEHAIL_POSITION_FAST_PATH
-    )
-
-
-def _token(scope: Scope) -> str | None:
-    """The key of `Authorization: Token <key>` with a JSON body, else None (the view's case)."""
-    headers = dict(scope["headers"])
-    if headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json":
-        return None
-    kind, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    return key.strip() if kind == "Token" and key.strip() and " " not in key.strip() else None
-
-
 def _position(body: bytes) -> tuple[float, float] | None:
     """(lat, lng) if the body is exactly a valid position, else None (the view explains why)."""
     try:
@@ -167,45 +138,3 @@ def _position(body: bytes) -> tuple[float, float] | None:
         if not math.isfinite(value) or not low <= value <= high:
             return None
     return float(lat), float(lng)
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The body up to MAX_BODY bytes, and whether that is all of it."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False  # a disconnect: the view will see it too
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-        if size > MAX_BODY:
-            return b"".join(chunks), False
-
-
-def _replaying(body: bytes, complete: bool, receive: Receive) -> Receive:
-    """A `receive` that gives what was already read first, then whatever follows."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": not complete}
-        return await receive()
-
-    return replay
-
-
-async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [*COMMON_HEADERS, *_csp_header(), *extra, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-@cache
-def _csp_header() -> list[tuple[bytes, bytes]]:
-    """django-csp's header, built from the same settings its middleware reads."""
-    return [(b"content-security-policy", build_policy().encode())]

@@ -1,5 +1,5 @@
-"""ASGI entry point: HTTP goes to Django (position reports first to their fast path),
-`/ws/dashboard/` to the dashboard consumer.
+"""ASGI entry point: HTTP goes to Django (position reports and status changes first to their
+fast paths), `/ws/dashboard/` to the dashboard consumer.
 
 Websockets pass the origin check (the page's own scheme, host and port, the host in
 DJANGO_ALLOWED_HOSTS; a missing Origin is refused: ridehail/dashboard/origin.py) and session
@@ -20,11 +20,13 @@ from locations.fast_path import PositionFastPath  # noqa: E402
 from ridehail.dashboard.auth import SessionUserMiddleware  # noqa: E402
 from ridehail.dashboard.origin import SameOriginValidator  # noqa: E402
 from ridehail.dashboard.routing import websocket_urlpatterns  # noqa: E402
+from users.fast_path import DriverStatusFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Position reports in the common case are answered before Django (locations/fast_path.py).
-        "http": PositionFastPath(django_application),
+        # Position reports and status changes, in the common case, are answered before Django
+        # (locations/fast_path.py, users/fast_path.py); everything else is Django's.
+        "http": PositionFastPath(DriverStatusFastPath(django_application)),
         "websocket": SameOriginValidator(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
