@@ -1,33 +1,41 @@
-"""What publishing, and the transactional outbox, cost on `PUT /api/users/driver-status`.
+"""`PUT /api/users/driver-status` at the database's pace: the endpoint against pgbench running the
+same transaction, and what publishing and the transactional outbox cost on it.
 
-32 concurrent clients (one driver each, keep-alive) against uvicorn, the production
-server of docker-compose.yml, on PostgreSQL and a private Redis: requests/s and p50/p99
-with the outbox (the project as shipped), without it (bench/no_outbox_asgi.py) and with
-publishing off (bench/no_publish_asgi.py), plus daphne for comparison, alternating in the
-same invocation.
+Every case is `python -m ridehail.server` (what scripts/serve runs: uvicorn, one process per
+core) under wrk: 32 keep-alive connections spread over 1,000 drivers whose tokens Redis
+remembers (the steady state of a fleet), each request a toggle (`{}`), so every request commits
+a change, writes its outbox row and publishes its event. The anchor is pgbench with 32 clients
+running the endpoint's transaction on the same tables (bench/put_status.sql: lock the driver's
+row, update it, insert the outbox row, commit), alternating with the servers in the same
+invocation, on PostgreSQL and a private Redis.
 
-    .venv/bin/python -m bench.put_status [--seconds 8] [--rounds 3] [--clients 32] [--full]
+    .venv/bin/python -m bench.put_status [--seconds 10] [--rounds 2] [--full]
     (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/ridehail_bench)
 """
 
-import json
 import os
+import re
 import subprocess
 import time
+import uuid
+from pathlib import Path
 
 import psycopg
 
-from bench.common import PrivateRedis, free_port, median, percentile, python, wait_port
+from bench.common import PrivateRedis, free_port, median, python, wait_port
 from bench.django_env import setup_django
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
+from bench.wrk import run_wrk
 
 COMMAND = ".venv/bin/python -m bench.put_status"
-UVICORN = ["-m", "uvicorn", "--no-access-log", "--log-level", "warning", "--port"]
-SERVERS = {
-    "uvicorn, with outbox (as shipped)": [*UVICORN, "{port}", "ridehail.asgi:application"],
-    "uvicorn, without outbox": [*UVICORN, "{port}", "bench.no_outbox_asgi:application"],
-    "uvicorn, publishing off": [*UVICORN, "{port}", "bench.no_publish_asgi:application"],
-    "daphne, with outbox": ["-m", "daphne", "--port", "{port}", "ridehail.asgi:application"],
+DRIVERS = 1000
+CONNECTIONS = 32
+SQL = Path(__file__).with_suffix(".sql")
+CASES = {
+    "as shipped (fast path, outbox)": ("ridehail.asgi:application", {}),
+    "without outbox": ("bench.no_outbox_asgi:application", {}),
+    "publishing off": ("bench.no_publish_asgi:application", {}),
+    "DRF view only (fast path off)": ("ridehail.asgi:application", {"RIDEHAIL_STATUS_FAST_PATH": "0"}),
 }
 
 
@@ -38,108 +46,152 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def make_tokens(count: int) -> list[str]:
+def drivers_with_tokens(database_url: str, count: int) -> list[str]:
+    """`count` drivers with remembered tokens, and the table pgbench picks them from."""
     from rest_framework.authtoken.models import Token
 
     from users.models import Role, User
+    from users.token_cache import remember_driver_token
 
-    tokens = []
-    for n in range(count):
-        user, _ = User.objects.get_or_create(username=f"bench-driver-{n}", defaults={"role": Role.DRIVER})
-        tokens.append(Token.objects.get_or_create(user=user)[0].key)
-    return tokens
-
-
-def run_case(command: list[str], *, database_url: str, redis_url: str, seconds: float, tokens: list[str]) -> dict:
-    port = free_port()
-    env = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-use-0123456789",
-    }
-    server = python(
-        *(part.format(port=port) for part in command),
-        env=env,
-        stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "a"),
+    prefix = uuid.uuid4().hex[:8]
+    users = User.objects.bulk_create(
+        [User(username=f"bench-status-{prefix}-{n}", role=Role.DRIVER, password="!") for n in range(count)]
     )
+    tokens = Token.objects.bulk_create([Token(user=user, key=Token.generate_key()) for user in users])
+    for user, token in zip(users, tokens, strict=True):
+        remember_driver_token(token.key, user.pk)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_driver")
+        conn.execute("CREATE TABLE bench_driver (n integer PRIMARY KEY, id uuid NOT NULL)")
+        with conn.cursor().copy("COPY bench_driver (n, id) FROM STDIN") as copy:
+            for n, user in enumerate(users, 1):
+                copy.write_row((n, user.pk))
+    return [token.key for token in tokens]
+
+
+def empty_outbox(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE events_outboxevent")
+        conn.execute("VACUUM ANALYZE users_user")
+
+
+def serve_case(app: str, env: dict[str, str], tokens: list[str], seconds: float) -> dict:
+    port = free_port()
+    server = python("-m", "ridehail.server", app, env={**env, "PORT": str(port)}, stderr=open(os.devnull, "w"))
     try:
         wait_port(port)
-        time.sleep(0.5)
-        load = python("-m", "bench.http_load", str(port), str(seconds), *tokens, stdout=subprocess.PIPE, text=True)
-        result = json.loads(load.communicate(timeout=seconds + 60)[0])
+        time.sleep(1.0)  # every worker process up
+        result = run_wrk(
+            f"http://127.0.0.1:{port}/api/users/driver-status",
+            seconds=seconds,
+            connections=CONNECTIONS,
+            method="PUT",
+            body="{}",
+            tokens=tokens,
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
-    latencies = result["latencies"]
+    return result.__dict__
+
+
+def pgbench(database_url: str, seconds: float) -> dict:
+    """The same transaction straight on PostgreSQL: transactions/s and mean latency."""
+    rest = database_url.removeprefix("postgres://")
+    user_host, name = rest.rsplit("/", 1)
+    user, host_port = user_host.split("@")
+    host, _, port = host_port.partition(":")
+    command = ["pgbench", "-n", "-c", str(CONNECTIONS), "-j", "2", "-T", str(int(seconds)), "-f", str(SQL)]
+    command += ["-h", host, "-p", port or "5432", "-U", user, name]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return {
-        "requests_per_s": result["requests"] / result["elapsed"],
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "errors": result["error_count"],
+        "requests_per_s": float(re.search(r"tps = ([\d.]+)", output)[1]),
+        "p50_ms": float(re.search(r"latency average = ([\d.]+) ms", output)[1]),
+        "p99_ms": float("nan"),
+        "non_2xx": int(re.search(r"number of failed transactions: (\d+)", output)[1]),
     }
 
 
 def run(
-    *,
-    full: bool = False,
-    seconds: float | None = None,
-    rounds: int | None = None,
-    clients: int | None = None,
-    report: Progress = progress,
+    *, full: bool = False, seconds: float | None = None, rounds: int | None = None, report: Progress = progress
 ) -> Section:
-    seconds = seconds or (15 if full else 8)
-    clients = clients or 32
-    rounds = rounds or 3
+    seconds = seconds or (15 if full else 10)
+    rounds = rounds or (3 if full else 2)
     database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ridehail_bench")
     ensure_database(database_url)
+    cores = os.cpu_count() or 1
+    results: dict[str, list[dict]] = {name: [] for name in [*CASES, "pgbench, the same transaction"]}
     with PrivateRedis() as private_redis:
         setup_django(database_url, private_redis.url)
-        tokens = make_tokens(clients)
-        results: dict[str, list[dict]] = {name: [] for name in SERVERS}
+        tokens = drivers_with_tokens(database_url, DRIVERS)
+        env = {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": private_redis.url,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-use-0123456789",
+            "WEB_CONCURRENCY": str(cores),
+            "RIDEHAIL_THROTTLE_DRIVER_STATUS": "1000000/minute",
+        }
         for round_number in range(1, rounds + 1):
-            for name, command in SERVERS.items():
-                row = run_case(
-                    command, database_url=database_url, redis_url=private_redis.url, seconds=seconds, tokens=tokens
-                )
+            for name, (app, extra) in CASES.items():
+                empty_outbox(database_url)
+                row = serve_case(app, {**env, **extra}, tokens, seconds)
                 results[name].append(row)
                 report(
                     f"PUT: round {round_number}/{rounds}: {name}: {row['requests_per_s']:,.0f} req/s, "
-                    f"p99 {row['p99_ms']:.0f} ms, {row['errors']} non-200"
+                    f"p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, {row['non_2xx']} non-2xx"
                 )
+            empty_outbox(database_url)
+            row = pgbench(database_url, seconds)
+            results["pgbench, the same transaction"].append(row)
+            report(f"PUT: round {round_number}/{rounds}: pgbench: {row['requests_per_s']:,.0f} transactions/s")
     summary = {name: {key: median([row[key] for row in rows]) for key in rows[0]} for name, rows in results.items()}
-    names = list(SERVERS)
-    shipped, no_outbox, no_publish = (summary[name]["requests_per_s"] for name in names[:3])
-    outbox_ratio, publish_ratio = shipped / no_outbox, shipped / no_publish
+    names = list(results)
+    shipped, no_outbox, no_publish, view_only, anchor = (summary[name]["requests_per_s"] for name in names)
+    database_ratio, outbox_ratio, publish_ratio = shipped / anchor, shipped / no_outbox, shipped / no_publish
+    shipped_p99 = summary[names[0]]["p99_ms"]
     rows = [
-        [name, f"{row['requests_per_s']:,.0f}", f"{row['p50_ms']:.0f}", f"{row['p99_ms']:.0f}", f"{row['errors']:.0f}"]
+        [
+            name,
+            f"{row['requests_per_s']:,.0f}",
+            f"{row['p50_ms']:.1f}" + (" (mean)" if name.startswith("pgbench") else ""),
+            "" if name.startswith("pgbench") else f"{row['p99_ms']:.1f}",
+            f"{row['non_2xx']:.0f}",
+            f"{row['requests_per_s'] / anchor:.2f}",
+        ]
         for name, row in summary.items()
     ]
     table = markdown_table(
-        [f"PUT /api/users/driver-status, {clients} clients", "requests/s", "p50 ms", "p99 ms", "non-200"], rows
+        ["PUT /api/users/driver-status, 32 connections", "requests/s", "p50 ms", "p99 ms", "errors", "÷ pgbench"], rows
     )
     table += (
-        f"\n\nRatios: with outbox ÷ without outbox = **{outbox_ratio:.2f}** (target ≥ 0.85); "
-        f"publishing on ÷ off = **{publish_ratio:.2f}** (target ≥ 0.85)."
+        f"\n\nRatios: endpoint ÷ pgbench = **{database_ratio:.2f}** (target ≥ 0.20); "
+        f"with outbox ÷ without = **{outbox_ratio:.2f}** (target ≥ 0.90); publishing on ÷ off = "
+        f"**{publish_ratio:.2f}**; p99 as shipped **{shipped_p99:.1f} ms** (target ≤ 50); "
+        f"the DRF view alone ÷ pgbench = {view_only / anchor:.2f}."
     )
     return Section(
-        title="PUT /api/users/driver-status under load",
+        title="PUT /api/users/driver-status against PostgreSQL's own pace",
         command=f"{COMMAND} --seconds {seconds:g} --rounds {rounds}",
         table=table,
         notes=(
-            "One server process each, PostgreSQL 15, a private Redis, 32 keep-alive clients (bench/http_load.py), "
-            "one driver per client. Django runs the sync view in a thread per request under ASGI; on two cores "
-            "shared with the load generator and PostgreSQL the absolute rate is low for both servers: compare "
-            "the ratios. uvicorn is the production server (docker-compose.yml): its websockets-sansio protocol "
-            "writes each frame without a coroutine hop of its own, which is what the dashboard's fan-out needs "
-            "(bench/fanout.py), and the daphne ÷ uvicorn ratio above is its HTTP comparison."
+            f"`python -m ridehail.server` with {cores} processes (scripts/serve), wrk with 32 keep-alive "
+            "connections over 1,000 drivers whose tokens Redis remembers, every request a toggle. The project's "
+            "requests are served by users/fast_path.py (one Redis round trip for token and rate limit, then the "
+            "service function in a thread pool, its connections from the process's pool); 'DRF view only' is the "
+            "same server with that switched off. pgbench runs bench/put_status.sql, the endpoint's transaction "
+            "(row lock, update, outbox insert, commit); the endpoint also marks rows published, in batches "
+            "(ridehail/events/marks.py), and publishes to Redis, which pgbench does not. wrk, pgbench, "
+            "PostgreSQL and the server share the two cores."
         ),
         targets=[
-            Target("PUT with outbox ÷ without outbox", outbox_ratio, "≥ 0.85", outbox_ratio >= 0.85),
+            Target("PUT driver-status ÷ pgbench same transaction", database_ratio, "≥ 0.20", database_ratio >= 0.20),
+            Target("PUT driver-status p99 ms, 32 connections", shipped_p99, "≤ 50", shipped_p99 <= 50),
+            Target("PUT with outbox ÷ without outbox", outbox_ratio, "≥ 0.90", outbox_ratio >= 0.90),
             Target("PUT publishing on ÷ off", publish_ratio, "≥ 0.85", publish_ratio >= 0.85),
         ],
     )
 
 
 if __name__ == "__main__":
-    cli(run, __doc__, {"seconds": float, "rounds": int, "clients": int})
+    cli(run, __doc__, {"seconds": float, "rounds": int})
