@@ -14,7 +14,7 @@ thread, off the loop that serves the sockets.
 
 Three kinds of frames:
 - status and ride events, each once, in order: an event is shown only if its driver or
-  ride exists in the database;
+  ride exists in the database, at that version or a later one;
 - positions, batched: the latest position of each driver that moved, one frame per
   RIDEHAIL_DASHBOARD_POSITION_INTERVAL for the whole process, so 10,000 drivers reporting
   every 2 s cost each page one frame a second;
@@ -45,6 +45,7 @@ from rides.events import RIDE_STATUS, RideStatusChanged
 from rides.selectors import ride_versions
 from users.driver_set import KnownDrivers
 from users.events import DRIVER_STATUS, DriverStatusChanged
+from users.selectors import driver_versions
 
 logger = logging.getLogger(__name__)
 
@@ -165,25 +166,29 @@ class Fanout:
         return deliveries
 
     def _confirmed(self, events: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-        """The events of drivers and rides the database knows, with what the frame adds (the rider's name).
+        """The events the database vouches for, with what the frame adds (the rider's name).
 
-        Anyone may publish on the channels (a test, a redis-cli) and reach the dashboards the same
-        way, but not about a driver or a ride that does not exist: one query per kind and batch
-        (drivers are remembered).
+        Anyone who can reach Redis may publish on the channels (a test, a redis-cli, an attacker)
+        and reach the dashboards the same way. An event is published after its commit, so the
+        database already holds its version or a later one: an event of a driver or ride that does
+        not exist, or with a version the database has not reached (a forged `version` of 2^52,
+        which would make the page ignore every real event after it), is not shown. One query per
+        kind and batch.
         """
         statuses = [event for event in events if isinstance(event, DriverStatusChanged)]
         rides = [event for event in events if isinstance(event, RideStatusChanged)]
-        drivers = self.known_drivers.filter({event.driver_id for event in statuses}) if statuses else set()
+        drivers = driver_versions({event.driver_id for event in statuses}) if statuses else {}
         found = ride_versions([event.ride.ride_id for event in rides]) if rides else {}
-        riders = {ride_id: rider for ride_id, (_, rider) in found.items()}
         confirmed = []
         for event in events:
-            if isinstance(event, DriverStatusChanged) and event.driver_id in drivers:
+            if isinstance(event, DriverStatusChanged) and event.version <= drivers.get(event.driver_id, 0):
                 confirmed.append((event, {}))
-            elif isinstance(event, RideStatusChanged) and event.ride.ride_id in riders:
-                confirmed.append((event, {"riderName": riders[event.ride.ride_id]}))
+            elif isinstance(event, RideStatusChanged) and event.version <= found.get(event.ride.ride_id, (0, ""))[0]:
+                confirmed.append((event, {"riderName": found[event.ride.ride_id][1]}))
             else:
-                logger.warning("dashboard: ignored %s of unknown %s", event.topic.name, event.key)
+                logger.warning(
+                    "dashboard: ignored %s of %s v%d: not in the database", event.topic.name, event.key, event.version
+                )
         return confirmed
 
     def _take_positions(self, positions: list[DriverLocationUpdated]) -> None:

@@ -86,7 +86,7 @@ def test_ride_events_reach_the_dashboard_once_with_the_riders_name(server, staff
         1,
     )
     assert event["rideId"] != forged["rideId"]
-    assert "ignored ride-status-changed of unknown" in server.output
+    assert f"ignored ride-status-changed of {forged['rideId']} v1: not in the database" in server.output
 
 
 def test_fifty_positions_of_one_driver_in_a_second_reach_a_socket_in_at_most_three_frames(server, staff, redis_client):
