@@ -62,8 +62,9 @@ def remembered(server: AsgiServer, user: User, redis_client) -> str:
 
 def test_the_fast_path_answers_exactly_what_the_view_would(servers, redis_client):
     fast_driver, view_driver = make_user("fast", role=Role.DRIVER), make_user("view", role=Role.DRIVER)
-    fast_token, view_token = remembered(servers["fast"], fast_driver, redis_client), remembered(
-        servers["view"], view_driver, redis_client
+    fast_token, view_token = (
+        remembered(servers["fast"], fast_driver, redis_client),
+        remembered(servers["view"], view_driver, redis_client),
     )
     rider_token = token_of(make_user("a-rider"))
     cases = [
@@ -90,7 +91,10 @@ def test_the_fast_path_answers_exactly_what_the_view_would(servers, redis_client
         assert comparable(fast) == comparable(view), token
     fast_driver.refresh_from_db()
     view_driver.refresh_from_db()
-    assert (fast_driver.is_available, fast_driver.status_version) == (view_driver.is_available, view_driver.status_version)
+    assert (fast_driver.is_available, fast_driver.status_version) == (
+        view_driver.is_available,
+        view_driver.status_version,
+    )
 
 
 def test_a_change_on_the_fast_path_is_committed_published_once_and_marked(servers, driver, redis_client, listener):
