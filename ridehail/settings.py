@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ridehail.metrics.http.request_latency",  # first: the time it measures includes every other middleware
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -252,6 +253,10 @@ RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS = env_float("RIDEHAIL_DASHBOARD_ACCESS_C
 RIDEHAIL_DASHBOARD_POSITION_INTERVAL = env_float("RIDEHAIL_DASHBOARD_POSITION_INTERVAL", 1.0, minimum=0.05)
 # The dashboard map's tiles; empty: no tiles (the markers still show).
 RIDEHAIL_MAP_TILES = env_str("RIDEHAIL_MAP_TILES", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+
+# Who may read /metrics without a staff session: `Authorization: Bearer <this>` (Prometheus).
+# Unset: no bearer token is accepted, only operators' sessions.
+RIDEHAIL_METRICS_TOKEN = env_str("RIDEHAIL_METRICS_TOKEN", "")
 
 # Locations (locations/): a driver's position older than this (seconds) is not offered.
 RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum=1.0)

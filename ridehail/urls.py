@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from ridehail import health
 from ridehail.api import optional_slash_path
 from ridehail.http import api_not_found
+from ridehail.metrics.views import metrics
 from ridehail.throttling import limit_login_attempts
 
 # The admin's "View site" link leads operators to the live dashboard.
@@ -20,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     optional_slash_path("healthz", health.healthz, name="healthz"),
     optional_slash_path("readyz", health.readyz, name="readyz"),
+    optional_slash_path("metrics", metrics, name="metrics"),
     optional_slash_path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     optional_slash_path("api/docs", api_docs, name="docs"),
     path("", include("ridehail.dashboard.urls")),
