@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from ridehail import health
 from ridehail.api import optional_slash_path
+from ridehail.events.admin import dead_letters_view
 from ridehail.http import api_not_found
 from ridehail.metrics.views import metrics
 from ridehail.throttling import limit_login_attempts
@@ -18,6 +19,8 @@ api_docs = SpectacularSwaggerSplitView.as_view(url_name="schema", template_name=
 urlpatterns = [
     # Before the admin's own URLs: its login form counts in the same window as every other way in.
     path("admin/login/", limit_login_attempts(admin.site.login)),
+    # Dead letters live in Redis, not in a model: a plain admin view (staff only, CSRF-checked).
+    path("admin/dead-letters/", admin.site.admin_view(dead_letters_view), name="admin-dead-letters"),
     path("admin/", admin.site.urls),
     optional_slash_path("healthz", health.healthz, name="healthz"),
     optional_slash_path("readyz", health.readyz, name="readyz"),
