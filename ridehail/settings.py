@@ -276,11 +276,23 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
+    "filters": {
+        # Django logs every 4xx and 5xx it answers (django.request); the development server's
+        # access line for the same request would say it twice. Production serves with
+        # --no-access-log (ridehail/server.py), so django.request is the one to keep.
+        "not_twice": {"()": "ridehail.logs.DropErrorsDjangoLogged"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.channels.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["not_twice"],
+        },
     },
 }

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ridehail import health
@@ -17,6 +18,8 @@ admin.site.site_header = "ridehail operations"
 api_docs = SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api/swagger_ui.html")
 
 urlpatterns = [
+    # Nothing lives at /: operators want the dashboard (which sends anyone else to sign in).
+    path("", RedirectView.as_view(url="/dashboard/"), name="home"),
     # Before the admin's own URLs: its login form counts in the same window as every other way in.
     path("admin/login/", limit_login_attempts(admin.site.login)),
     # Dead letters live in Redis, not in a model: a plain admin view (staff only, CSRF-checked).
