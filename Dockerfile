@@ -15,7 +15,7 @@ RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=collectstatic-only python manage.py collect
 USER ridehail
 
 EXPOSE 8000
-# The flags are ridehail/server.py's (why: see there): --no-proxy-headers, Django alone reads
-# X-Forwarded-For (RIDEHAIL_TRUSTED_PROXIES hops); --ws-max-size, a client sending more than
-# 64 KiB at once is closed (1009).
-CMD ["uvicorn", "ridehail.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers", "--ws-max-size", "65536"]
+# scripts/serve is ridehail/server.py: uvicorn with the project's flags (--no-proxy-headers: Django
+# alone reads X-Forwarded-For, RIDEHAIL_TRUSTED_PROXIES hops; --ws-max-size 64 KiB), on $PORT
+# (8000) with $WEB_CONCURRENCY processes (one per core).
+CMD ["scripts/serve"]

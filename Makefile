@@ -16,8 +16,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
+# `make run PORT=8123` serves on another port (so does PORT=8123 in the environment).
 run: install
-	$(PY) manage.py run_all
+	$(PY) manage.py run_all $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(VENV)/bin/ruff check .

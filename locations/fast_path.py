@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from locations.events import DRIVER_LOCATION, LATITUDE, LONGITUDE
 from locations.positions import TRACKED_DRIVERS
-from ridehail.events import wire
+from ridehail.events import metrics, wire
 from ridehail.events.connection import async_shared_redis
 from ridehail.fast_path import (
     App,
@@ -51,7 +51,8 @@ MAX_BODY = 1024  # a position is ~40 bytes; anything larger is the view's to ref
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 PASS, PUBLISHED, THROTTLED = 0, 1, 2
 
-# KEYS: the token's entry, the tracked drivers. ARGV: window (ms), limit, a unique member,
+# KEYS: the token's entry, the tracked drivers, the published-events counter (counted in the
+# same script: no round trip of its own). ARGV: window (ms), limit, a unique member,
 # the payload before and after the driver id, the channel, the throttle key's prefix.
 # Returns {PASS} (let the view answer), {THROTTLED, wait ms} or {PUBLISHED, driver id}.
 _REPORT = (
@@ -66,6 +67,7 @@ if wait > 0 then
   return {2, wait}
 end
 redis.call('PUBLISH', ARGV[6], ARGV[4] .. driver .. ARGV[5])
+redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
 return {1, driver}
 """
 )
@@ -106,9 +108,10 @@ class PositionFastPath:
         limit, period = rate_of(THROTTLE_SCOPE)
         result = await client.eval(
             _REPORT,
-            2,
+            3,
             token_cache_key(token),
             TRACKED_DRIVERS.key,
+            metrics.PUBLISHED,
             period * 1000,
             limit,
             uuid.uuid4().hex,

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ridehail.metrics.http.request_latency",  # first: the time it measures includes every other middleware
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -253,6 +254,10 @@ RIDEHAIL_DASHBOARD_POSITION_INTERVAL = env_float("RIDEHAIL_DASHBOARD_POSITION_IN
 # The dashboard map's tiles; empty: no tiles (the markers still show).
 RIDEHAIL_MAP_TILES = env_str("RIDEHAIL_MAP_TILES", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 
+# Who may read /metrics without a staff session: `Authorization: Bearer <this>` (Prometheus).
+# Unset: no bearer token is accepted, only operators' sessions.
+RIDEHAIL_METRICS_TOKEN = env_str("RIDEHAIL_METRICS_TOKEN", "")
+
 # Locations (locations/): a driver's position older than this (seconds) is not offered.
 RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum=1.0)
 # Position reports from token-authenticated drivers are served in front of Django when they
@@ -273,11 +278,23 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
+    "filters": {
+        # Django logs every 4xx and 5xx it answers (django.request); the development server's
+        # access line for the same request would say it twice. Production serves with
+        # --no-access-log (ridehail/server.py), so django.request is the one to keep.
+        "not_twice": {"()": "ridehail.logs.DropErrorsDjangoLogged"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.channels.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["not_twice"],
+        },
     },
 }

@@ -24,6 +24,7 @@ from rides.models import Ride, RideStatus
 from rides.pool import MATCHING_POOL
 from rides.selectors import busy_driver_ids, ride_state
 from rides.services import DriverUnavailable, assign_ride, expire_ride
+from users.selectors import usernames
 
 logger = logging.getLogger("rides")
 
@@ -81,7 +82,15 @@ def match(client: redis.Redis, ride: RideState) -> Attempt:
             continue  # taken by another ride a moment ago, or gone offline: the next one
         if assigned is None:
             return Attempt(Outcome.NOT_WAITING)
-        logger.info("ride %s assigned to driver %s", ride.ride_id, driver_id)
+        # Names for the person reading the log: one indexed query, once per assignment (not per event).
+        names = usernames([driver_id, ride.rider_id])
+        logger.info(
+            "ride %s assigned to driver %s (%s, rider %s)",
+            ride.ride_id,
+            driver_id,
+            names.get(str(driver_id), "?"),
+            names.get(str(ride.rider_id), "?"),
+        )
         return Attempt(Outcome.ASSIGNED, driver_id)
     return Attempt(Outcome.NO_DRIVER)
 

@@ -3,7 +3,7 @@
 import uuid
 from datetime import timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from rides.events import Point, RideState
@@ -76,3 +76,29 @@ def ride_versions(ride_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]
     """The current version and the rider's username of each of these rides that exists, in one query."""
     rows = Ride.objects.filter(pk__in=ride_ids).values_list("id", "version", "rider__username")
     return {ride_id: (version, rider) for ride_id, version, rider in rows}
+
+
+def rides_by_status() -> dict[str, int]:
+    """How many rides are in each status (every status, zero included): /metrics."""
+    counts = dict(Ride.objects.order_by().values_list("status").annotate(n=Count("id")))
+    return {status: counts.get(status, 0) for status in RideStatus.values}
+
+
+def assignment_latency_histogram(buckets: list[float]) -> tuple[list[int], int, float]:
+    """Seconds from request to assignment over every ride ever assigned, in one query.
+
+    Returns the cumulative count at or under each bucket bound, the total and the sum in
+    seconds (a Prometheus histogram: the database is the source, so every web process agrees).
+    """
+    assigned = Ride.objects.filter(assigned_at__isnull=False).order_by()
+    waited = ExpressionWrapper(F("assigned_at") - F("requested_at"), output_field=DurationField())
+    counts = assigned.aggregate(
+        total=Count("id"),
+        waited=Sum(waited),
+        **{
+            f"le_{index}": Count("id", filter=Q(assigned_at__lte=F("requested_at") + timedelta(seconds=bound)))
+            for index, bound in enumerate(buckets)
+        },
+    )
+    total_waited = counts["waited"] or timedelta()
+    return [counts[f"le_{index}"] for index in range(len(buckets))], counts["total"], total_waited.total_seconds()

@@ -21,6 +21,7 @@ closes such sockets with 4503 anyway, as live updates need Redis.
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from typing import Any, Protocol
 
@@ -148,3 +149,12 @@ def session_leases_key(scope: dict[str, Any]) -> str | None:
 
 
 session_sockets = per_event_loop(lambda loop: SessionSockets())
+
+
+def open_dashboard_sockets(client: redis.Redis) -> int:
+    """Dashboard sockets open now, in every web process: the unexpired leases of every session."""
+    now_ms = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    for key in client.scan_iter(f"{KEY_PREFIX}:*", count=1000):
+        pipe.zcount(key, now_ms, "+inf")
+    return sum(pipe.execute())

@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 from redis.commands.core import Script
 
+from ridehail.events import metrics
 from ridehail.events.connection import shared_redis
 from ridehail.events.marks import marks
 from ridehail.events.models import OutboxEvent
@@ -42,8 +43,9 @@ DEDUPE_SECONDS = 3600
 BATCH_SIZE = 500
 PUBLISHED, ALREADY, OUT_OF_ORDER = 1, 0, -1
 
-# KEYS: stream, this event's marker, the previous version's marker ('' for none or not to check).
-# ARGV: payload, maxlen ('' = do not trim), marker ttl, channel, stream field.
+# KEYS: stream, this event's marker, the previous version's marker ('' for none or not to check),
+# the published-events counter (metrics.py). ARGV: payload, maxlen ('' = do not trim), marker
+# ttl, channel (the topic's name), stream field.
 # Returns PUBLISHED, ALREADY (its marker was there) or OUT_OF_ORDER (the previous one's was not).
 _PUBLISH_ONCE = Script(
     None,
@@ -61,6 +63,7 @@ else
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], ARGV[1])
 end
 redis.call('PUBLISH', ARGV[4], ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
 return 1
 """,
 )
@@ -90,7 +93,10 @@ def publish_live(event: Event) -> None:
     topic = type(event).topic
     if topic.durable:
         raise ValueError(f"{topic.name} is durable: use publish_on_commit()")
-    shared_redis().publish(topic.channel, topic.encode(event))
+    pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
+    pipe.publish(topic.channel, topic.encode(event))
+    pipe.hincrby(metrics.PUBLISHED, topic.name, 1)
+    pipe.execute()
 
 
 def _durable_topic_of(event: DurableEvent) -> Topic:
@@ -201,7 +207,7 @@ def publish_once(
     """
     previous = marker(topic, key, version - 1) if in_order and version > 1 else ""
     return _PUBLISH_ONCE(
-        keys=[topic.stream, marker(topic, key, version), previous],
+        keys=[topic.stream, marker(topic, key, version), previous, metrics.PUBLISHED],
         args=[payload, settings.RIDEHAIL_STREAM_MAXLEN if trim else "", DEDUPE_SECONDS, topic.channel, STREAM_FIELD],
         client=client,
     )

@@ -10,6 +10,7 @@ import time
 
 from django.db import close_old_connections
 
+from ridehail.events import metrics
 from ridehail.events.connection import Subscription
 from ridehail.events.runner import OUTAGES, Runner
 
@@ -33,6 +34,7 @@ class PubSubRunner(Runner):
         events = self.handler.parse_messages(raws)
         if not events:
             return
+        failed = False
         try:
             self.handler.handle_batch(events)
         except OUTAGES:
@@ -42,3 +44,8 @@ class PubSubRunner(Runner):
             # from the database on the next turn, rather than wait for the periodic reconcile.
             self.logger.exception("handler failed on %d event(s) of %s; rebuilding", len(events), self.topic.name)
             self.next_resync = time.monotonic()
+            failed = True
+        # One HINCRBY per read batch, never one per event.
+        metrics.count_handled(
+            self.handler.redis, worker=self.handler.name, topic=self.topic.name, count=len(events), failed=failed
+        )

@@ -83,18 +83,55 @@ def replay_dead_letters(client: redis.Redis, topic: Topic) -> int:
     """
     by_entry: dict[bytes, list[tuple[bytes, bytes]]] = defaultdict(list)
     for letter_id, fields in client.xrange(topic.dead_letters):
-        origin = fields.get(b"entry_id") or letter_id
-        by_entry[origin].append((letter_id, fields.get(STREAM_FIELD.encode(), b"")))
-    replayed = 0
-    for letters in by_entry.values():
-        payload = next((payload for _, payload in letters if payload), b"")
-        pipe = client.pipeline(transaction=True)
-        if payload:
-            pipe.xadd(topic.stream, {STREAM_FIELD: payload})
-        pipe.xdel(topic.dead_letters, *[letter_id for letter_id, _ in letters])
-        pipe.execute()
-        replayed += 1 if payload else 0
-    return replayed
+        by_entry[_origin(letter_id, fields)].append((letter_id, fields.get(STREAM_FIELD.encode(), b"")))
+    return sum(_replay_entry(client, topic, letters) for letters in by_entry.values())
+
+
+def replay_dead_letter(client: redis.Redis, topic: Topic, letter_id: str) -> bool:
+    """Put one dead letter's event back on its stream once (the admin's "replay"); False if it is gone.
+
+    Its entry's other dead letters (other groups that gave up on the same entry) leave with it,
+    as in `replay_dead_letters`: replaying again, from any of them, adds nothing. WATCH makes two
+    operators pressing "replay" at once put it back once: the second finds it gone.
+    """
+    while True:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch(topic.dead_letters)
+            found = pipe.xrange(topic.dead_letters, min=letter_id, max=letter_id)
+            if not found:
+                return False
+            origin = _origin(*found[0])
+            letters = [
+                (other_id, fields.get(STREAM_FIELD.encode(), b""))
+                for other_id, fields in pipe.xrange(topic.dead_letters)
+                if _origin(other_id, fields) == origin
+            ]
+            payload = next((payload for _, payload in letters if payload), b"")
+            pipe.multi()
+            if payload:
+                pipe.xadd(topic.stream, {STREAM_FIELD: payload})
+            pipe.xdel(topic.dead_letters, *[other_id for other_id, _ in letters])
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                continue  # the dead letters changed meanwhile: look again
+            return bool(payload)
+
+
+def _origin(letter_id: bytes, fields: dict[bytes, bytes]) -> bytes:
+    """The stream entry a dead letter came from (the letter itself if it does not say)."""
+    return fields.get(b"entry_id") or letter_id
+
+
+def _replay_entry(client: redis.Redis, topic: Topic, letters: list[tuple[bytes, bytes]]) -> int:
+    """XADD the entry's event back and XDEL all its dead letters, atomically; 1 if an event went back."""
+    payload = next((payload for _, payload in letters if payload), b"")
+    pipe = client.pipeline(transaction=True)
+    if payload:
+        pipe.xadd(topic.stream, {STREAM_FIELD: payload})
+    pipe.xdel(topic.dead_letters, *[letter_id for letter_id, _ in letters])
+    pipe.execute()
+    return 1 if payload else 0
 
 
 def _decode_event(raw: bytes) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 from django.db import close_old_connections
 
+from ridehail.events import metrics
 from ridehail.events.connection import POLL_SECONDS
 from ridehail.events.handler import Handler
 from ridehail.events.runner import OUTAGES, Runner
@@ -248,7 +249,14 @@ class StreamRunner(Runner):
             for entry_id, event in parsed:
                 self._process_one(entry_id, event)
             return
-        self.redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in parsed])
+        self._ack([entry_id for entry_id, _ in parsed])
+
+    def _ack(self, entry_ids: list[bytes]) -> None:
+        """Acknowledge handled entries and count them for /metrics, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self.stream, self.group, *entry_ids)
+        metrics.count_handled(pipe, worker=self.group, topic=self.topic.name, count=len(entry_ids))
+        pipe.execute()
 
     def _process_one(self, entry_id: bytes, event: Any) -> None:
         try:
@@ -262,8 +270,9 @@ class StreamRunner(Runner):
                 self.topic.name,
                 event.key,
             )
+            metrics.count_handled(self.redis, worker=self.group, topic=self.topic.name, count=1, failed=True)
             return
-        self.redis.xack(self.stream, self.group, entry_id)
+        self._ack([entry_id])
 
     def dead_letter(self, entry_id: bytes, raw: bytes | None, error: str, deliveries: int) -> None:
         """Move an entry to the dead-letter stream and acknowledge it, atomically."""

@@ -78,7 +78,8 @@ def test_a_request_is_assigned_to_a_nearby_driver_end_to_end(workers, redis_clie
 
     ride = wait_until(lambda: settled(ride_id), timeout=5, what="the assignment")
     assert ride.driver_id == driver.id
-    rides.wait_for_output(f"ride {ride_id} assigned to driver {driver.id}")
+    # The log names the people too, not only their ids.
+    rides.wait_for_output(f"ride {ride_id} assigned to driver {driver.id} ({driver.username}, rider {rider.username})")
     current = client_for(driver).get("/api/rides/current").json()["ride"]
     assert (current["rideId"], current["status"], current["version"]) == (str(ride_id), "assigned", 2)
 

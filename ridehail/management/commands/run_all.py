@@ -1,10 +1,16 @@
 """`python manage.py run_all` (what `make run` calls): the web server and both workers together.
 
-Their output is interleaved with a name prefix; Ctrl-C (or SIGTERM) stops all of them.
+Their output is interleaved with a name prefix; Ctrl-C (or SIGTERM) stops all of them. The port
+is `--port`, else $PORT, else 8000 (`make run PORT=8123`); a port already taken stops it at once
+with that hint, before anything starts (the web server would otherwise fail to bind, or wait,
+while both workers ran on). If any of the three exits, the others are stopped and run_all
+exits non-zero.
 """
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,36 +18,47 @@ import time
 from typing import IO, Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
     help = "Migrate, create the demo accounts, then run the web server and the rides and locations workers."
+    # The web server runs the system checks itself (daphne's runserver always does): checking
+    # here too printed every warning (the development secret key's) twice.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--addrport", default="127.0.0.1:8000", help="where the web server listens")
+        parser.add_argument("--host", default="127.0.0.1", help="the address the web server listens on")
+        parser.add_argument("--port", type=int, default=None, help="the web server's port (default: $PORT, else 8000)")
 
-    def handle(self, *args: Any, addrport: str, **options: Any) -> None:
+    def handle(self, *args: Any, host: str, port: int | None, **options: Any) -> None:
+        port = port if port is not None else _port_from_environment()
+        refuse_taken_port(host, port)
         call_command("check_services", stdout=self.stdout)
         call_command("migrate", verbosity=0)
         call_command("create_demo_accounts", stdout=self.stdout)
-        host = addrport if ":" in addrport else f"127.0.0.1:{addrport}"
+        site = f"http://{host}:{port}"
         self.stdout.write(
-            f"\nDashboard: http://{host}/dashboard/   Admin: http://{host}/admin/   API: http://{host}/api/\n"
-            f"Try:  curl -s -X POST http://{host}/api/auth/login -H 'Content-Type: application/json' "
+            f"\nDashboard: {site}/dashboard/ (sign in as operator)   Admin: {site}/admin/\n"
+            f"API docs:  {site}/api/docs/   Metrics: {site}/metrics (staff)\n"
+            f"Try:  curl -s -X POST {site}/api/auth/login -H 'Content-Type: application/json' "
             '-d \'{"username":"driver1","password":"driver-demo-pass"}\'\n'
-            f"then: curl -s -X PUT http://{host}/api/users/driver-status -H 'Authorization: Token <token>'\n"
+            f"then: curl -s -X PUT {site}/api/users/driver-status -H 'Authorization: Token <token>' "
+            "-H 'Content-Type: application/json' -d '{\"available\": true}'\n"
             "Ctrl-C stops everything.\n"
         )
-        self._run_together(
+        exited = self._run_together(
             {
-                "web": ["runserver", addrport],
+                "web": ["runserver", f"{host}:{port}"],
                 "rides": ["run_subscriber", "rides"],
                 "locations": ["run_subscriber", "locations"],
             }
         )
+        if exited:
+            raise CommandError(f"{exited} stopped by itself; stopped the others too")
 
-    def _run_together(self, commands: dict[str, list[str]]) -> None:
+    def _run_together(self, commands: dict[str, list[str]]) -> str:
+        """Run them until Ctrl-C or until one exits; returns the name of one that exited by itself ("" if none)."""
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -59,7 +76,10 @@ class Command(BaseCommand):
             children[name] = child
         while not stop.is_set() and all(child.poll() is None for child in children.values()):
             stop.wait(0.5)
+        # Ctrl-C reaches the children too: an exit then is not one "by itself".
+        exited = "" if stop.is_set() else next(name for name, child in children.items() if child.poll() is not None)
         self._stop_all(children)
+        return exited
 
     def _relay(self, prefix: str, stream: IO[str]) -> None:
         for line in stream:
@@ -77,3 +97,26 @@ class Command(BaseCommand):
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _port_from_environment() -> int:
+    raw = os.environ.get("PORT", "8000")
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise CommandError(f"PORT={raw!r} must be a port number (1-65535)")
+    return int(raw)
+
+
+def refuse_taken_port(host: str, port: int) -> None:
+    """Stop now, saying what to do, if something already listens on host:port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # SO_REUSEADDR as the server itself binds: a port only in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise CommandError(
+                f"port {port} on {host} is already in use (another `make run`?). "
+                f"Stop that, or pick another port: make run PORT={port + 1 if port < 65535 else 8001}"
+            ) from None

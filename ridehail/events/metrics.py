@@ -1,0 +1,48 @@
+"""Counters every process adds to and `/metrics` reads: hashes in Redis, never per-process memory.
+
+The web server runs several processes and every worker is a process of its own; a counter
+kept in one process's memory would be scraped from whichever web process answered, and a
+worker's would not be scraped at all. So each count is a field of a Redis hash:
+
+    ridehail:metrics:published   <topic>                 events that went out (new to Redis)
+    ridehail:metrics:handled     <worker> <topic>         events a worker's handler finished
+    ridehail:metrics:failed      <worker> <topic>         events whose handling raised
+
+Each costs no round trip of its own: publishing counts inside the script that publishes
+(`publisher.py`, `locations/fast_path.py`), and a worker counts a whole read batch in the
+pipeline that acknowledges it (streams) or in one HINCRBY per batch (Pub/Sub). A FLUSHALL resets
+them, which Prometheus reads as a counter reset, as it does a restart.
+"""
+
+import redis
+
+PUBLISHED = "ridehail:metrics:published"
+HANDLED = "ridehail:metrics:handled"
+FAILED = "ridehail:metrics:failed"
+SEPARATOR = " "  # worker and topic names have none (they are identifiers and channel names)
+
+
+def handled_field(worker: str, topic: str) -> str:
+    return f"{worker}{SEPARATOR}{topic}"
+
+
+def count_handled(
+    client: redis.Redis | redis.client.Pipeline, *, worker: str, topic: str, count: int, failed: bool = False
+) -> None:
+    """Add `count` events to the worker's handled (or failed) counter; on a pipeline, with its other commands."""
+    if count:
+        client.hincrby(FAILED if failed else HANDLED, handled_field(worker, topic), count)
+
+
+def read_published(client: redis.Redis) -> dict[str, int]:
+    """Events published so far, per topic."""
+    return {name.decode(): int(value) for name, value in client.hgetall(PUBLISHED).items()}
+
+
+def read_handled(client: redis.Redis, *, failed: bool = False) -> dict[tuple[str, str], int]:
+    """Events handled (or failed) so far, per (worker, topic)."""
+    counts = {}
+    for name, value in client.hgetall(FAILED if failed else HANDLED).items():
+        worker, _, topic = name.decode().partition(SEPARATOR)
+        counts[(worker, topic)] = int(value)
+    return counts

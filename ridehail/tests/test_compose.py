@@ -1,0 +1,93 @@
+"""docker-compose.yml as an operator relies on it: what runs, in which order, what survives a restart."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.processes import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+APP_SERVICES = ["web", "rides", "locations"]
+
+
+@pytest.fixture(scope="module")
+def services() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def test_web_runs_the_production_command_published_on_a_configurable_port(services):
+    web = services["web"]
+    assert web["command"] == ["scripts/serve"]
+    assert web["ports"] == ["${RIDEHAIL_PORT:-8000}:8000"]
+    assert "/readyz" in " ".join(web["healthcheck"]["test"])
+
+
+def test_migrations_run_once_before_web_and_workers_which_wait_on_the_database_and_redis_only(services):
+    assert "migrate --noinput" in " ".join(services["migrate"]["command"])
+    assert "create_demo_accounts" in " ".join(services["migrate"]["command"])
+    assert services["migrate"]["restart"] == "no"
+    for name in APP_SERVICES:
+        assert services[name]["depends_on"] == {
+            "postgres": {"condition": "service_healthy"},
+            "redis": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+        }, name
+    assert services["rides"]["command"] == ["python", "manage.py", "run_subscriber", "rides"]
+    assert services["locations"]["command"] == ["python", "manage.py", "run_subscriber", "locations"]
+
+
+def test_postgres_and_redis_restart_keep_their_data_and_report_health(services):
+    for name, data in [("postgres", "/var/lib/postgresql/data"), ("redis", "/data")]:
+        assert services[name]["restart"] == "unless-stopped"
+        assert any(volume.endswith(f":{data}") for volume in services[name]["volumes"]), name
+        assert services[name]["healthcheck"]["test"]
+    assert "--appendonly" in services["redis"]["command"]
+
+
+def test_prometheus_scrapes_metrics_with_the_bearer_token(services):
+    prometheus = services["prometheus"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["metrics_path"] == "/metrics"
+    assert scrape["static_configs"][0]["targets"] == ["web:8000"]
+    assert scrape["authorization"]["type"] == "Bearer"
+    assert scrape["authorization"]["credentials_file"] in prometheus["entrypoint"][-1]
+    # The same token on both sides, and web accepts the Host Prometheus sends.
+    app_environment = services["web"]["environment"]
+    assert prometheus["environment"]["RIDEHAIL_METRICS_TOKEN"] == app_environment["RIDEHAIL_METRICS_TOKEN"]
+    assert "web" in app_environment["DJANGO_ALLOWED_HOSTS"].split(",")
+
+
+def test_the_image_leaves_caches_and_local_state_out():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    for entry in [".venv", ".git", "**/__pycache__", ".pytest_cache", ".ruff_cache", "*.sqlite3", "node_modules"]:
+        assert entry in ignored, entry
+
+
+def compose_tool() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return None
+
+
+@pytest.mark.skipif(compose_tool() is None, reason="neither docker-compose nor docker compose is installed")
+def test_compose_itself_accepts_the_file():
+    checked = subprocess.run(
+        [*compose_tool(), "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_file_names_every_service_the_readme_promises():
+    assert set(yaml.safe_load(Path(COMPOSE).read_text())["services"]) == {
+        "migrate",
+        *APP_SERVICES,
+        "postgres",
+        "redis",
+        "prometheus",
+    }
