@@ -316,6 +316,8 @@ def test_the_map_of_a_simulated_city(browser, redis_client, start_worker, tmp_pa
         assigned = page.locator("#rides li[data-status=assigned]")
         expect(assigned.first).to_be_visible(timeout=30_000)
         expect(page.locator("#online-count")).not_to_have_text("0")
+        expect(page.locator("#health")).to_have_attribute("data-state", "ok", timeout=10_000)
+        wait_until(lambda: page.locator("#feed li").count() >= 3, timeout=30, what="rides in the live feed")
         page.screenshot(path=screenshot_path("demo-map.png", tmp_path))
 
         simulator.signal(signal.SIGINT)  # Ctrl-C: it stops and sums up
