@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable
 from typing import IO
@@ -14,6 +15,9 @@ from ridehail.simulation.stats import Stats
 
 PROGRESS_EVERY = 5.0
 LEAVE_TIMEOUT = 5.0
+RESTART_AFTER = 2.0
+
+logger = logging.getLogger("simulate")
 
 
 def simulate(config: Config, *, write: Callable[[str], None], record: IO[str] | None = None) -> Stats:
@@ -24,6 +28,7 @@ def simulate(config: Config, *, write: Callable[[str], None], record: IO[str] | 
 
 async def _simulate(config: Config, *, write: Callable[[str], None], record: IO[str] | None) -> Stats:
     stats = Stats(drivers=config.drivers, riders=config.riders)
+    stop = _stop_on_signals()
     # Enough connections that a slow answer (a password hash) does not hold up everyone's reports.
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=config.base_url, limits=limits, timeout=httpx.Timeout(10.0)) as http:
@@ -33,14 +38,36 @@ async def _simulate(config: Config, *, write: Callable[[str], None], record: IO[
             [Driver(city, n) for n in range(1, config.drivers + 1)],
             [Rider(city, n) for n in range(1, config.riders + 1)],
         )
-        tasks = [asyncio.create_task(person.run(), name=person.name) for person in people]
+        tasks = [asyncio.create_task(_keep_going(person, stats), name=person.name) for person in people]
         tasks.append(asyncio.create_task(_progress(stats, write)))
-        await _until_done(config.seconds, tasks)
-        await _stop(tasks)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), config.seconds or None)
+        await _cancel(tasks)
         stats.stop_clock()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(person.leave() for person in people)), LEAVE_TIMEOUT)
     return stats
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Ctrl-C or SIGTERM ends the run, with the summary, instead of a KeyboardInterrupt traceback."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _keep_going(person: Driver | Rider, stats: Stats) -> None:
+    """A bug in one simulated person is logged, counted as an error and that person starts over:
+    it must not end the run for everyone, nor pass unnoticed."""
+    while True:
+        try:
+            return await person.run()
+        except Exception as exc:
+            logger.exception("%s failed; starting over in %s s", person.name, RESTART_AFTER)
+            stats.failures[f"simulator {type(exc).__name__}"] += 1
+            await asyncio.sleep(RESTART_AFTER)
 
 
 def _interleaved(drivers: list[Driver], riders: list[Rider]) -> list[Driver | Rider]:
@@ -50,34 +77,7 @@ def _interleaved(drivers: list[Driver], riders: list[Rider]) -> list[Driver | Ri
     return sorted([*drivers, *riders], key=lambda person: share[id(person)])
 
 
-async def _until_done(seconds: float, tasks: list[asyncio.Task]) -> None:
-    """Wait for the time to pass, or for Ctrl-C / SIGTERM; a person that crashes ends the run (a bug)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    crashed: list[BaseException] = []
-
-    def on_done(task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            crashed.append(task.exception())
-            stop.set()
-
-    for task in tasks:
-        task.add_done_callback(on_done)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds or None)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        for task in tasks:
-            task.remove_done_callback(on_done)
-    if crashed:
-        raise crashed[0]
-
-
-async def _stop(tasks: list[asyncio.Task]) -> None:
+async def _cancel(tasks: list[asyncio.Task]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -24,6 +24,7 @@ def center(text: str) -> Point:
 
 
 class Command(BaseCommand):
+    requires_system_checks = []  # a client of a server elsewhere: this checkout's settings are not its business
     help = (
         "Simulated drivers and riders against a running ridehail (through its HTTP API only): drivers "
         "sign up, go online and report positions; riders request rides; drivers complete them. "
