@@ -20,9 +20,10 @@ SERVER_ENV = {"RIDEHAIL_MAP_TILES": "", "RIDEHAIL_THROTTLE_AUTH": "1000/minute"}
 
 
 def summary_number(output: str, pattern: str) -> int:
-    match = re.search(pattern, output)
-    assert match, f"no {pattern!r} in:\n{output}"
-    return int(match.group(1).replace(",", ""))
+    """The number in the summary: the last match, as progress lines print the same words earlier."""
+    found = re.findall(pattern, output)
+    assert found, f"no {pattern!r} in:\n{output}"
+    return int(found[-1].replace(",", ""))
 
 
 def test_simulate_drives_a_small_city_through_the_api(redis_client, start_worker, tmp_path: Path):
