@@ -1,11 +1,12 @@
 # The two commands: `make run` and `make test`. Both set up everything they need.
+# `make demo` is `make run` plus a simulated city (`manage.py simulate`), so the dashboard's map moves.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Tests use Redis database 15 unless told otherwise, so they never touch `make run`'s data.
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test lint install bench screenshots clean
+.PHONY: run demo test lint install bench screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "ridehail needs Python 3.11 or newer (PYTHON=...)")'
@@ -19,6 +20,11 @@ install: $(VENV)/.installed
 # `make run PORT=8123` serves on another port (so does PORT=8123 in the environment).
 run: install
 	$(PY) manage.py run_all $(if $(PORT),--port $(PORT))
+
+# `make demo ARGS="--drivers 200 --riders 100"`; PORT picks the port (scripts/demo).
+PORT ?= 8000
+demo: install
+	PORT=$(PORT) PY=$(PY) scripts/demo $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 """The dashboard in real headless Chromium: sign in, the map, rides turning assigned, the workers'
-health, a server restart, a session that ends, a phone's width, the Content-Security-Policy."""
+health, a server restart, a session that ends, a phone's width, the Content-Security-Policy, and
+the map of a simulated city (`make demo`), which is the README's first picture."""
 
 import os
 import re
@@ -17,8 +18,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from conftest import PASSWORD, make_drivers, make_user
 from locations.positions import TRACKED_DRIVERS
 from tests.processes import wait_until
-from tests.servers import AsgiServer
-from users.models import Role
+from tests.servers import AsgiServer, manage_py
+from users.models import Role, User
 from users.services import set_driver_availability
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -292,4 +293,36 @@ def test_a_non_staff_user_is_told_why_there_is_no_dashboard(browser, redis_clien
         expect(page.locator("#not-staff")).to_contain_text("You are signed in as amara, a driver")
         expect(page.locator("#not-staff")).to_contain_text("the live dashboard is for operators")
     finally:
+        server.stop()
+
+
+def test_the_map_of_a_simulated_city(browser, redis_client, start_worker, tmp_path):
+    """What `make demo` shows: `manage.py simulate` driving a fleet through the API, the map alive."""
+    make_user("operator", is_staff=True)
+    start_worker("locations")
+    start_worker("rides", env={"RIDEHAIL_MATCH_RETRY_SECONDS": "0.3"})
+    server = AsgiServer(env={**NO_TILES, "RIDEHAIL_THROTTLE_AUTH": "1000/minute"}).start()
+    city = ("--drivers", "20", "--riders", "8", "--seconds", "120", "--seed", "13")
+    simulator = manage_py("simulate", *city, "--base-url", server.url).start()
+    try:
+        # Signed in once the fleet is out, so the map's first view frames all of it.
+        online = User.objects.filter(username__startswith="sim-driver-", is_available=True)
+        wait_until(lambda: online.count() == 20, timeout=60, interval=0.5, what="20 simulated drivers online")
+        wait_until(lambda: len(TRACKED_DRIVERS.members(redis_client)) == 20, what="all 20 tracked")
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        sign_in(page, server)
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")
+        wait_until(lambda: page.evaluate("window.ridehailDashboard.markerCount()") >= 20, what="20 markers")
+        assigned = page.locator("#rides li[data-status=assigned]")
+        expect(assigned.first).to_be_visible(timeout=30_000)
+        expect(page.locator("#online-count")).not_to_have_text("0")
+        expect(page.locator("#health")).to_have_attribute("data-state", "ok", timeout=10_000)
+        wait_until(lambda: page.locator("#feed li").count() >= 3, timeout=30, what="rides in the live feed")
+        page.screenshot(path=screenshot_path("demo-map.png", tmp_path))
+
+        simulator.signal(signal.SIGINT)  # Ctrl-C: it stops and sums up
+        assert simulator.wait_exit(timeout=15) == 0, simulator.output
+        assert re.search(r"errors 0 \(5xx or no answer\)", simulator.output), simulator.output
+    finally:
+        simulator.stop()
         server.stop()
