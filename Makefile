@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Tests use Redis database 15 unless told otherwise, so they never touch `make run`'s data.
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run demo test lint install bench screenshots clean
+.PHONY: run demo test lint install bench chaos screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "ridehail needs Python 3.11 or newer (PYTHON=...)")'
@@ -40,6 +40,12 @@ test: install lint
 bench: install
 	@scripts/ensure-wrk
 	$(PY) -m bench $(ARGS)
+
+# A simulated city under a seeded random schedule of faults, then the checks (tests/chaos.py).
+# PostgreSQL required; CHAOS_SECONDS (default 300) and CHAOS_SEED (default random, printed) to repeat a run.
+CHAOS_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/ridehail)
+chaos: install
+	DATABASE_URL=$(CHAOS_DATABASE_URL) $(PY) -m tests.chaos $(ARGS)
 
 # Refresh the README's screenshots (docs/*.png) from the browser tests.
 screenshots: install

@@ -42,7 +42,11 @@ class TcpProxy:
         self.writers.clear()
 
     async def _connection(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:  # the server is down: so is the link, as the client would see it
+            client_writer.close()
+            return
         self.writers += [client_writer, redis_writer]
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slow: bool) -> None:
@@ -53,9 +57,14 @@ class TcpProxy:
                 await writer.drain()
             writer.close()
 
-        await asyncio.gather(
-            pipe(client_reader, redis_writer, False), pipe(redis_reader, client_writer, True), return_exceptions=True
-        )
+        try:
+            await asyncio.gather(
+                pipe(client_reader, redis_writer, False),
+                pipe(redis_reader, client_writer, True),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            pass  # cut(): the link is gone, which is the point
 
     def stop(self) -> None:
         self.cut()

@@ -38,6 +38,8 @@ def register_user(*, username: str, password: str, role: Role) -> User:
     """
     user = User(username=User.normalize_username(username), role=role)
     validate_password(password, user=user)
+    if User.objects.filter(username__iexact=user.username).exists():
+        raise UsernameTaken(username)  # before hashing: a taken name costs the server no hash
     user.set_password(password)
     try:
         with transaction.atomic():
