@@ -156,8 +156,8 @@ class Archive:
             except redis.RedisError:
                 pass  # Redis paused or restarting: try again
 
-    def collect(self, pipe: Any = None) -> list:
-        """Read what is new (holding the lock); with `pipe`, queue the reads on it and return a finisher."""
+    def collect(self, pipe: Any = None) -> None:
+        """Read what is new (holding the lock); with `pipe`, only queue the reads on it (see `take`)."""
         target = pipe if pipe is not None else self.client.pipeline(transaction=False)
         for stream in DURABLE_STREAMS:
             target.xrange(stream, min=b"(" + self.last[stream])
@@ -290,14 +290,17 @@ class City:
             self.archive.reset_ids()
 
     def fault_flushall(self, fault: Fault, rng: random.Random) -> None:
+        # MULTI: what is left to archive and the FLUSHALL in one atomic step, no write in between.
         with self.archive.lock:
-            self._pause_writers_and_archive()
-            self.direct.flushall()
-            self.direct.client_unpause()
+            pipe = self.direct.pipeline(transaction=True)
+            self.archive.collect(pipe)
+            pipe.flushall()
+            self.archive.take(pipe.execute()[:-1])
             self.archive.reset_ids()
 
     def _pause_writers_and_archive(self) -> None:
-        self.direct.client_pause(10_000, all=False)  # WRITE: writers wait, readers do not
+        """Writers wait (CLIENT PAUSE WRITE; readers do not), and what they wrote is archived."""
+        self.direct.client_pause(10_000, all=False)
         self.archive.collect()
 
     def fault_redis_pause(self, fault: Fault, rng: random.Random) -> None:
