@@ -18,7 +18,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from rest_framework.authtoken.models import Token
 
-from ridehail.events.connection import shared_redis
+from ridehail import throttling
+from ridehail.events.connection import quick_redis, shared_redis
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,18 @@ def token_cache_key(token_key: str) -> str:
 
 
 def remember_driver_token(token_key: str, driver_id: uuid.UUID) -> None:
+    """Remember it for the fast paths; a nicety, so it costs a slow Redis at most REDIS_TIMEOUT once.
+
+    While the rate limits count in memory because Redis just failed (ridehail/throttling.py), it
+    is not even tried: the request has already waited for Redis once.
+    """
+    if throttling.outage.skip_redis():
+        return
+    client = quick_redis(settings.REDIS_URL, timeout=throttling.REDIS_TIMEOUT)
     try:
-        shared_redis().set(token_cache_key(token_key), str(driver_id), ex=REMEMBER_SECONDS)
+        client.set(token_cache_key(token_key), str(driver_id), ex=REMEMBER_SECONDS)
     except redis.RedisError as exc:  # the hot path falls back to the database: slower, still right
+        throttling.outage.failed("token cache", exc)
         logger.warning("could not remember a driver token: %s", exc)
 
 
