@@ -100,8 +100,8 @@ class DriverStatusFastPath:
 
 def _availability(body: bytes) -> object:
     """True/False to set, None to toggle, or THE_VIEWS for anything the view should judge."""
-    if not body.strip():
-        return None
+    if body == b"":
+        return None  # no body at all toggles; whitespace is the view's to refuse
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):

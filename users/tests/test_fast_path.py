@@ -73,6 +73,7 @@ def test_the_fast_path_answers_exactly_what_the_view_would(servers, redis_client
         (b"{}", "application/json"),  # toggles
         (b"", None),  # toggles
         (b"", "application/json"),  # toggles
+        (b"  ", "application/json"),
         (b'{"available": 1}', "application/json"),
         (b'{"available": "true"}', "application/json"),
         (b'{"available": true, "x": 1}', "application/json"),
