@@ -40,11 +40,6 @@ logger = logging.getLogger(__name__)
 # Long enough to cover a retry after a crash between publishing and marking the row, and the
 # gap between two versions of a key that order is checked across.
 DEDUPE_SECONDS = 3600
-# An older pending row younger than this, never tried and failed, may have been published a moment
-# ago by its own fast path and not yet marked (marks.py). If Redis lost the markers in between (a
-# FLUSHALL, a restart), publishing it again would put it on the stream twice (found by the chaos
-# run), so the slow path leaves it, and what follows it, to the relay.
-SETTLE_SECONDS = 2.0
 BATCH_SIZE = 500
 PUBLISHED, ALREADY, OUT_OF_ORDER = 1, 0, -1
 
@@ -119,8 +114,7 @@ def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
             shared_redis(), topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
         )
         if result == OUT_OF_ORDER:
-            # The older ones first, then this one; but not a row that may be on its way right now.
-            publish_pending_rows(topic=topic, key=row.key, settle=SETTLE_SECONDS, mine=row.id)
+            publish_pending(topic=topic, key=row.key)  # the older ones first, then this one
         else:
             marks.add(row.id)
     except redis.RedisError as exc:
@@ -158,16 +152,13 @@ def publish_pending_rows(
     client: redis.Redis | None = None,
     trim: bool = True,
     older_than: float = 0.0,
-    settle: float = 0.0,
-    mine: int | None = None,
 ) -> tuple[int, int]:
     """Like `publish_pending`, and also says how many of the rows were new to Redis.
 
     A row can be pending and yet already out: the fast path publishes right after the
     commit and its batch marks the row a moment later. The marker makes that second publish
     a no-op, and the count says so. `older_than` (seconds) leaves the newest rows to the
-    fast path that is about to mark them; `settle` (seconds) stops at the first such row not yet
-    tried other than the caller's own row `mine` (see SETTLE_SECONDS).
+    fast path that is about to mark them.
     """
     pending = OutboxEvent.objects.filter(published_at__isnull=True).order_by("id")
     if topic is not None:
@@ -176,16 +167,12 @@ def publish_pending_rows(
         pending = pending.filter(key=key)
     if older_than:
         pending = pending.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than))
-    rows = list(pending.values_list("id", "topic", "key", "version", "payload", "created_at", "attempts")[:BATCH_SIZE])
-    if settle:
-        young = timezone.now() - timedelta(seconds=settle)
-        settled = next((n for n, row in enumerate(rows) if row[5] > young and not row[6] and row[0] != mine), len(rows))
-        rows = rows[:settled]  # in order: nothing after a row left to settle
+    rows = list(pending.values_list("id", "topic", "key", "version", "payload")[:BATCH_SIZE])
     if not rows:
         return 0, 0
     topics = {declared.name: declared for declared in declared_topics()}
     pipe = (client or shared_redis()).pipeline(transaction=False)
-    for _, name, row_key, version, payload, *_ in rows:
+    for _, name, row_key, version, payload in rows:
         publish_once(pipe, topic=topics[name], key=row_key, version=version, payload=payload, trim=trim)
     new = sum(1 for result in pipe.execute() if result == PUBLISHED)
     _mark_published([row_id for row_id, *_ in rows])
