@@ -3,9 +3,10 @@
 Right after the commit the fast path publishes a change's event; marking its row published
 used to be a second transaction on the same request. Now the row's id goes into this
 process's queue, and a background thread marks what has gathered every MARK_INTERVAL with
-one UPDATE. A row whose mark never happens (the process was killed, the database hiccuped)
-stays pending: the relay republishes it after a while, the Redis marker turns that into a
-no-op, and the relay marks it.
+one UPDATE. If the database is away, the batch is kept and tried again (up to MAX_KEPT rows),
+so the rows are marked soon after it is back. A row whose mark never happens (the process
+was killed) stays pending: the relay republishes it after a while, the Redis marker turns
+that into a no-op, and the relay marks it.
 """
 
 import atexit
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 MARK_INTERVAL = 0.1  # seconds: how long a published row may look pending
 MAX_BATCH = 1000
+MAX_KEPT = 20 * MAX_BATCH  # beyond that, a long outage leaves the rest to the relay
 
 
 class PublishedMarks:
@@ -29,6 +31,7 @@ class PublishedMarks:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+        self.failing = False
 
     def add(self, row_id: int) -> None:
         with self.lock:
@@ -46,12 +49,19 @@ class PublishedMarks:
         if not row_ids:
             return 0
         try:
-            return OutboxEvent.objects.filter(id__in=row_ids, published_at__isnull=True).update(
+            marked = OutboxEvent.objects.filter(id__in=row_ids, published_at__isnull=True).update(
                 published_at=timezone.now()
             )
         except DatabaseError as exc:
-            logger.warning("outbox: %d published row(s) not marked (the relay will): %s", len(row_ids), exc)
+            with self.lock:
+                kept = (row_ids + self.waiting)[:MAX_KEPT]
+                self.waiting = kept
+            if not self.failing:  # once per outage, not every interval
+                logger.warning("outbox: %d published row(s) not marked yet (retrying): %s", len(kept), exc)
+            self.failing = True
             return 0
+        self.failing = False
+        return marked
 
     def _run(self) -> None:
         while True:

@@ -20,13 +20,11 @@ from django.utils import timezone
 
 from ridehail.events.connection import Backoff
 from ridehail.events.models import OutboxEvent
-from ridehail.events.publisher import BATCH_SIZE, publish_pending_rows
+from ridehail.events.publisher import BATCH_SIZE, LEAVE_TO_THE_FAST_PATH, publish_pending_rows
 
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 60.0
-# A row this young is the fast path's: it is being published, or marked (marks.py), right now.
-LEAVE_TO_THE_FAST_PATH = 2.0
 
 
 def relay_once(*, trim: bool = True, older_than: float = 0.0) -> int:

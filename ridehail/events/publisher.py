@@ -10,8 +10,9 @@ twice, and a key's events always leave in version order.
 
 Order per key is kept in Redis, not by reading the outbox: the fast path publishes version
 N only if version N-1's marker is there (or N is 1). If it is not (N-1 waits in the
-outbox because Redis was down, or is still on its way from another process), the slow path
-publishes every pending row of the key in order. So the common case costs the transaction
+outbox because Redis was down, or is still on its way from another process), it waits a
+moment while N-1 may still be on its own fast path, then the slow path publishes every
+pending row of the key in order. So the common case costs the transaction
 nothing beyond its own outbox row, and the row is marked published by a batch, shortly after
 (marks.py), not by a second transaction per change.
 
@@ -20,6 +21,7 @@ stream; if Redis is down the caller is told, because there is nothing worth keep
 """
 
 import logging
+import time
 from datetime import timedelta
 
 import redis
@@ -42,6 +44,12 @@ logger = logging.getLogger(__name__)
 DEDUPE_SECONDS = 3600
 BATCH_SIZE = 500
 PUBLISHED, ALREADY, OUT_OF_ORDER = 1, 0, -1
+# A pending row this young that nobody has tried to publish yet belongs to its fast path: it is
+# being published, or marked (marks.py), right now. The relay leaves it alone that long.
+LEAVE_TO_THE_FAST_PATH = 2.0
+# How long a newer version waits for such an older row to go out or be marked before publishing
+# every pending row of the key itself.
+WAIT_FOR_PREDECESSOR = 1.0
 
 # KEYS: stream, this event's marker, the previous version's marker ('' for none or not to check),
 # the published-events counter (metrics.py). ARGV: payload, maxlen ('' = do not trim), marker
@@ -114,6 +122,8 @@ def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
             shared_redis(), topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
         )
         if result == OUT_OF_ORDER:
+            result = _publish_once_the_predecessor_settles(topic, row)
+        if result == OUT_OF_ORDER:
             publish_pending(topic=topic, key=row.key)  # the older ones first, then this one
         else:
             marks.add(row.id)
@@ -123,6 +133,42 @@ def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
     except DatabaseError as exc:
         # Published, but not marked: the relay republishes it, and the marker drops the copy.
         logger.warning("events of %s %s not marked as published (database: %s)", topic.name, row.key, exc)
+
+
+def _publish_once_the_predecessor_settles(topic: Topic, row: OutboxEvent) -> int:
+    """Retry the in-order publish while an older row of the key may still be on its fast path.
+
+    The previous version's marker is missing. Usually that version is merely in flight (it
+    committed just before this one, and its process publishes it within milliseconds). But
+    its marker may also have been wiped (FLUSHALL, Redis restarted empty) after it went out
+    and before its batch marked the row: publishing every pending row now would put it on
+    the stream a second time. So while an older row is young and untried, wait for one of
+    the two to settle it: its marker appears (publish this one in order) or its row is
+    marked (nothing older is pending: the slow path publishes only this one). A row that
+    failed to publish or is older than the fast path's window is not waited for.
+    """
+    deadline = time.monotonic() + WAIT_FOR_PREDECESSOR
+    delay = 0.002
+    while _older_row_on_its_fast_path(topic, row) and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+        result = publish_once(
+            shared_redis(), topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
+        )
+        if result != OUT_OF_ORDER:
+            return result
+    return OUT_OF_ORDER
+
+
+def _older_row_on_its_fast_path(topic: Topic, row: OutboxEvent) -> bool:
+    return OutboxEvent.objects.filter(
+        topic=topic.name,
+        key=row.key,
+        id__lt=row.id,
+        published_at__isnull=True,
+        attempts=0,
+        created_at__gte=timezone.now() - timedelta(seconds=LEAVE_TO_THE_FAST_PATH),
+    ).exists()
 
 
 def _record_failed_attempt(topic: Topic, key: str, exc: Exception) -> None:

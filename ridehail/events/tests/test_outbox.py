@@ -1,17 +1,20 @@
 """The transactional outbox: nothing committed is lost, nothing is published twice, order per driver holds."""
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from conftest import client_for
 from ridehail.events.connection import shared_redis
+from ridehail.events.marks import PublishedMarks, marks
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import prune_published, relay_once
-from ridehail.events.publisher import publish_pending
+from ridehail.events.publisher import WAIT_FOR_PREDECESSOR, marker, publish_pending
 from ridehail.events.topic import STREAM_FIELD
 from tests.processes import wait_until
 from users.events import DRIVER_STATUS
@@ -48,6 +51,58 @@ def test_a_key_s_events_leave_in_version_order_even_when_an_older_one_waited(dri
 
     assert [event["version"] for event in stream_events(redis_client)] == [1, 2]
     wait_until(lambda: not OutboxEvent.objects.filter(published_at__isnull=True).exists(), what="both marked")
+
+
+def published_but_not_yet_marked(driver, redis_client, *, marker_wiped: bool) -> None:
+    """Version 1 of the driver went out on its fast path; its batch has not marked the row yet."""
+    set_driver_availability(driver_id=driver.id, available=True)
+    marks.flush()
+    OutboxEvent.objects.filter(version=1).update(published_at=None)
+    if marker_wiped:  # as a FLUSHALL or a Redis restarted empty would, within that 0.1 s
+        redis_client.delete(marker(DRIVER_STATUS, str(driver.id), 1))
+
+
+def test_a_newer_version_does_not_republish_an_older_one_whose_marker_was_wiped_before_its_mark(driver, redis_client):
+    published_but_not_yet_marked(driver, redis_client, marker_wiped=True)
+    # Its process's batch marks version 1 a moment later, as marks.py does.
+    mark = threading.Timer(0.2, lambda: OutboxEvent.objects.filter(version=1).update(published_at=timezone.now()))
+    mark.start()
+
+    set_driver_availability(driver_id=driver.id, available=False)
+
+    mark.join()
+    assert [event["version"] for event in stream_events(redis_client)] == [1, 2]  # version 1 once
+    wait_until(lambda: not OutboxEvent.objects.filter(published_at__isnull=True).exists(), what="both marked")
+
+
+def test_a_newer_version_waits_for_an_unmarked_older_one_only_a_bounded_time(driver, redis_client):
+    # Version 1 committed, and its process died before publishing it: nothing will mark it.
+    published_but_not_yet_marked(driver, redis_client, marker_wiped=True)
+    redis_client.delete(STREAM)
+    started = time.monotonic()
+
+    set_driver_availability(driver_id=driver.id, available=False)
+
+    waited = time.monotonic() - started
+    assert [event["version"] for event in stream_events(redis_client)] == [1, 2]  # the older one first
+    assert WAIT_FOR_PREDECESSOR * 0.9 <= waited < WAIT_FOR_PREDECESSOR + 1.0
+    assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+
+def test_marks_the_database_refused_are_kept_and_made_once_it_answers(driver, redis_client):
+    published_but_not_yet_marked(driver, redis_client, marker_wiped=False)
+    row_id = OutboxEvent.objects.get().id
+    batch = PublishedMarks()
+    batch.waiting.append(row_id)
+
+    def database_away(execute, sql, params, many, context):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with connection.execute_wrapper(database_away):
+        assert batch.flush() == 0
+    assert batch.waiting == [row_id]  # kept, not left to the relay's next round
+    assert batch.flush() == 1
+    assert OutboxEvent.objects.get().published_at is not None
 
 
 def test_a_rolled_back_change_leaves_no_outbox_row(driver, redis_client):
