@@ -37,7 +37,7 @@ class DriverLocationUpdated:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         return cls(
-            driver_id=wire.uuid_field(data, "driverId"),
+            driver_id=wire.uuid_field(data, "driverId", repeats=True),
             lat=wire.number_field(data, "lat", low=LATITUDE[0], high=LATITUDE[1]),
             lng=wire.number_field(data, "lng", low=LONGITUDE[0], high=LONGITUDE[1]),
             timestamp=wire.timestamp_field(data, "timestamp"),

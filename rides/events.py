@@ -89,8 +89,8 @@ class RideStatusChanged:
         driver = wire.require(data, "driverId")
         ride = RideState(
             ride_id=wire.uuid_field(data, "rideId"),
-            rider_id=wire.uuid_field(data, "riderId"),
-            driver_id=None if driver is None else wire.uuid_field(data, "driverId"),
+            rider_id=wire.uuid_field(data, "riderId", repeats=True),
+            driver_id=None if driver is None else wire.uuid_field(data, "driverId", repeats=True),
             status=RideStatus(status),
             pickup=Point.from_dict(wire.require(data, "pickup"), "pickup"),
             dropoff=Point.from_dict(wire.require(data, "dropoff"), "dropoff"),

@@ -179,8 +179,11 @@ class KnownDrivers:
 
     def filter(self, driver_ids: set[uuid.UUID]) -> set[uuid.UUID]:
         """The drivers among these ids."""
+        new = driver_ids - self.known
+        if not new:
+            return driver_ids  # the common case: every one already known
         now = time.monotonic()
-        to_ask = {i for i in driver_ids - self.known if self.unknown.get(i, 0.0) < now}
+        to_ask = {i for i in new if self.unknown.get(i, 0.0) < now}
         if to_ask:
             found = existing_driver_ids(to_ask)
             self.known |= found
@@ -224,24 +227,29 @@ class DriverSetHandler(Handler[DriverStatusChanged]):
         held = self.driver_set.versions(self.redis, {event.driver_id for event in known})
         changes = []
         for event in known:
-            if event.version <= held[event.driver_id]:
+            driver_id, version = event.driver_id, event.version
+            seen = held[driver_id]
+            if version <= seen:
                 self.logger.warning(
                     "ignored stale event %s: driver %s version %d, already at version %d",
                     event.event_id,
-                    event.driver_id,
-                    event.version,
-                    held[event.driver_id],
+                    driver_id,
+                    version,
+                    seen,
                 )
                 continue
-            (self.on_added if event.available else self.on_removed)(event.driver_id)
-            held[event.driver_id] = event.version
-            changes.append(DriverState(event.driver_id, event.available, event.version))
+            (self.on_added if event.available else self.on_removed)(driver_id)
+            held[driver_id] = version
+            changes.append(DriverState(driver_id, event.available, version))
         # Last: a version written means every effect of its event is done.
         self.driver_set.apply_many(self.redis, changes)
         return len(changes)
 
     def _of_known_drivers(self, events: list[DriverStatusChanged]) -> list[DriverStatusChanged]:
-        drivers = self.known_drivers.filter({event.driver_id for event in events})
+        ids = {event.driver_id for event in events}
+        drivers = self.known_drivers.filter(ids)
+        if len(drivers) == len(ids):
+            return events
         for event in events:
             if event.driver_id not in drivers:
                 self.logger.warning("ignored event %s: unknown driver %s", event.event_id, event.driver_id)

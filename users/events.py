@@ -60,7 +60,7 @@ class DriverStatusChanged:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         return cls(
-            driver_id=wire.uuid_field(data, "driverId"),
+            driver_id=wire.uuid_field(data, "driverId", repeats=True),
             available=wire.bool_field(data, "available"),
             timestamp=wire.timestamp_field(data, "timestamp"),
             event_id=wire.uuid_field(data, "eventId"),

@@ -2,10 +2,13 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
 
 from django.contrib.auth import logout
 from django.contrib.auth.password_validation import validate_password
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -62,22 +65,68 @@ def set_driver_availability(*, driver_id: uuid.UUID, available: bool | None = No
     The row is locked for the whole transaction, so concurrent changes to one driver
     queue up and each gets its own version. The event is published only after the
     commit; setting the value the driver already has changes and publishes nothing.
+    Raises User.DoesNotExist if `driver_id` is not a driver.
     """
+    changed_at = timezone.now()
     with transaction.atomic():
-        driver = User.objects.select_for_update().get(pk=driver_id, role=Role.DRIVER)
-        target = not driver.is_available if available is None else available
-        if target == driver.is_available:
-            return StatusChange(driver_status(driver), event_id=None)
-        driver.is_available = target
-        driver.status_version += 1
-        driver.status_changed_at = timezone.now()
-        driver.save(update_fields=["is_available", "status_version", "status_changed_at"])
+        written = _write_status_change(driver_id, available, changed_at)
+        if written is None:  # not a driver, or already as asked: nothing written
+            return StatusChange(driver_status(User.objects.get(pk=driver_id, role=Role.DRIVER)), event_id=None)
+        now_available, version = written
         event = DriverStatusChanged(
-            driver_id=driver.id,
-            available=driver.is_available,
-            timestamp=driver.status_changed_at,
+            driver_id=driver_id,
+            available=now_available,
+            timestamp=changed_at,
             event_id=uuid.uuid4(),
-            version=driver.status_version,
+            version=version,
         )
         publish_on_commit(event)
     return StatusChange(event.status, event_id=event.event_id)
+
+
+def _write_status_change(driver_id: uuid.UUID, available: bool | None, changed_at: datetime) -> tuple[bool, int] | None:
+    """Lock, change and bump the driver's row in one `UPDATE … RETURNING`; None if no row changed.
+
+    This is the hottest write of the project, and the ORM's way (`select_for_update().get()`,
+    then `save(update_fields=…)`) cost two round trips and ~0.9 ms of CPU to build them, more
+    than PostgreSQL spends on the whole transaction (bench/put_status.py). One statement
+    takes the same row lock, and only changes a driver whose availability differs from
+    `available`. Values go through each field's `get_db_prep_value`, as the ORM's would (a
+    UUID is 32 hex digits on SQLite). The skipped `post_save` receivers ignore status saves.
+    """
+    fields = _status_fields()
+    params = [
+        fields["status_changed_at"].get_db_prep_value(changed_at, connection),
+        fields["id"].get_db_prep_value(driver_id, connection),
+        Role.DRIVER.value,
+    ]
+    if available is not None:
+        params[:0] = [available]
+        params.append(available)
+    with connection.cursor() as cursor:
+        cursor.execute(_status_change_sql(connection.vendor, toggle=available is None), params)
+        row = cursor.fetchone()
+    return (bool(row[0]), int(row[1])) if row is not None else None
+
+
+@cache
+def _status_fields() -> dict[str, Field]:
+    return {
+        name: User._meta.get_field(name)
+        for name in ("id", "role", "is_available", "status_version", "status_changed_at")
+    }
+
+
+@cache
+def _status_change_sql(vendor: str, *, toggle: bool) -> str:
+    quote = connection.ops.quote_name
+    table = quote(User._meta.db_table)
+    column = {name: quote(field.column) for name, field in _status_fields().items()}
+    available, version = column["is_available"], column["status_version"]
+    new_value = f"NOT {available}" if toggle else "%s"
+    only_if_different = "" if toggle else f" AND {available} <> %s"
+    return (
+        f"UPDATE {table} SET {available} = {new_value}, {version} = {version} + 1, {column['status_changed_at']} = %s"
+        f" WHERE {column['id']} = %s AND {column['role']} = %s{only_if_different}"
+        f" RETURNING {available}, {version}"
+    )
