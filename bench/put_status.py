@@ -6,8 +6,8 @@ core) under wrk: 32 keep-alive connections spread over 1,000 drivers whose token
 remembers (the steady state of a fleet), each request a toggle (`{}`), so every request commits
 a change, writes its outbox row and publishes its event. The anchor is pgbench with 32 clients
 running the endpoint's transaction on the same tables (bench/put_status.sql: lock, toggle and
-bump the driver's row in one UPDATE ... RETURNING, insert the outbox row, commit), alternating with the servers in the same
-invocation, on PostgreSQL and a private Redis.
+bump the driver's row in one UPDATE ... RETURNING, insert the outbox row, commit), alternating
+with the servers in the same invocation, on PostgreSQL and a private Redis.
 
     .venv/bin/python -m bench.put_status [--seconds 10] [--rounds 2] [--full]
     (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/ridehail_bench)
