@@ -104,7 +104,7 @@ def _write_status_change(driver_id: uuid.UUID, available: bool | None, changed_a
         params[:0] = [available]
         params.append(available)
     with connection.cursor() as cursor:
-        cursor.execute(_status_change_sql(connection.vendor, toggle=available is None), params)
+        cursor.execute(_status_change_sql(toggle=available is None), params)
         row = cursor.fetchone()
     return (bool(row[0]), int(row[1])) if row is not None else None
 
@@ -118,7 +118,8 @@ def _status_fields() -> dict[str, Field]:
 
 
 @cache
-def _status_change_sql(vendor: str, *, toggle: bool) -> str:
+def _status_change_sql(*, toggle: bool) -> str:
+    """Built once per process: the project has one database."""
     quote = connection.ops.quote_name
     table = quote(User._meta.db_table)
     column = {name: quote(field.column) for name, field in _status_fields().items()}
