@@ -8,7 +8,17 @@ from pathlib import Path
 from tests.processes import ROOT, free_port, port_open, python, wait_until
 from tests.processes import RedisServer as PrivateRedis
 
-__all__ = ["ROOT", "PrivateRedis", "free_port", "median", "percentile", "python", "rss_bytes", "temp_sqlite_url"]
+__all__ = [
+    "ROOT",
+    "PrivateRedis",
+    "free_port",
+    "median",
+    "percentile",
+    "python",
+    "rss_bytes",
+    "temp_sqlite_url",
+    "wait_until",
+]
 
 
 def wait_port(port: int, timeout: float = 30) -> None:

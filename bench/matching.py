@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 import psycopg
 import redis
 
-from bench.common import PrivateRedis, percentile, python
+from bench.common import PrivateRedis, percentile, python, wait_until
 from bench.django_env import quiet_worker_logs, setup_django
-from bench.put_status import ensure_database
+from bench.put_status import fresh_database
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def latency_run(redis_url: str, database_url: str, seconds: float) -> list[float
         threading.Thread(target=keep_positions_fresh, args=(drivers, stop)),
     ]
     try:
-        time.sleep(3)  # the worker up and reading
+        wait_until(lambda: reading(redis_url), timeout=120, what="the rides worker reading the ride stream")
         for helper in helpers:
             helper.start()
         started, ride_ids = time.monotonic(), []
@@ -138,6 +138,17 @@ def latency_run(redis_url: str, database_url: str, seconds: float) -> list[float
         worker.wait(timeout=30)
     rows = Ride.objects.filter(pk__in=ride_ids, assigned_at__isnull=False).values_list("requested_at", "assigned_at")
     return [(assigned - requested).total_seconds() for requested, assigned in rows]
+
+
+def reading(redis_url: str) -> bool:
+    """The worker is up: subscribed to driver status (Pub/Sub, the default) and blocked reading the ride stream."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        [(_, subscribers)] = client.pubsub_numsub("driver-status-changed")
+        blocked_reads = [c for c in client.client_list() if c.get("cmd") == "xreadgroup"]
+        return subscribers > 0 and bool(blocked_reads)
+    finally:
+        client.close()
 
 
 def raw_stream_latency(redis_url: str, seconds: float) -> list[float]:
@@ -246,7 +257,7 @@ def run(
     seconds = seconds or (30 if full else 10)
     rides = rides or (5000 if full else 2000)
     database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ridehail_bench")
-    ensure_database(database_url)
+    fresh_database(database_url)
     with PrivateRedis() as private_redis:
         setup_django(database_url, private_redis.url)
         quiet_worker_logs("rides")

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from bench.common import PrivateRedis, free_port, median, python, wait_port
 from bench.django_env import quiet_worker_logs, setup_django
-from bench.put_status import ensure_database
+from bench.put_status import fresh_database
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 from bench.subscriber import Drain
 from bench.wrk import run_wrk
@@ -176,7 +176,7 @@ def run(
     rounds = rounds or (3 if full else 2)
     events = events or (200_000 if full else 50_000)
     database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ridehail_bench")
-    ensure_database(database_url)
+    fresh_database(database_url)
     cores = os.cpu_count() or 1
     ingest: dict[str, list[dict]] = {"project": [], "view only": [], "bare": []}
     drains: dict[str, list[float]] = {"worker": [], "raw": []}
