@@ -226,10 +226,14 @@ RIDEHAIL_THROTTLE_RATES = {
 # The web server's processes (WEB_CONCURRENCY, as the production command reads it).
 RIDEHAIL_WEB_PROCESSES = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
 
+# channels-redis waits for a process's messages with a 5 s blocking pop; redis-py 8 gives every
+# connection a 5 s socket timeout by default, which cut that wait short (redis/redis-py#4091).
+# Longer than the pop, still bounded if Redis vanishes mid-wait.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 10.0
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}]},
     },
 }
 

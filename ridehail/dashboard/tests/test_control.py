@@ -95,3 +95,25 @@ def test_a_status_change_sends_no_control_message(staff, driver, redis_client):
     finally:
         control.close_dashboards = original
     assert sent == []
+
+
+def test_the_control_channel_survives_idling_longer_than_its_blocking_receive(staff):
+    # channels-redis waits for control messages with a 5 s BZPOPMIN; redis-py 8 gives every
+    # connection a 5 s socket timeout by default, so an idle control channel timed out and
+    # logged an error every 6 s, and a message popped at that moment would be lost.
+    server = AsgiServer(env=SLOW_CHECK).start()
+    browser, cookie = signed_in(staff)
+    try:
+
+        async def scenario() -> tuple[int | None, float]:
+            async with connect(server, cookie=cookie) as dashboard:
+                await receive_json(dashboard)
+                await asyncio.sleep(6.5)  # the point of the test: idle past the layer's 5 s receive
+                await change_soon(browser.post, "/accounts/logout/")
+                return await closed_within(dashboard, 1.0)
+
+        code, seconds = asyncio.run(scenario())
+        assert code == 4403 and seconds < 1.0
+        assert "control channel failed" not in server.output
+    finally:
+        server.stop()
