@@ -14,11 +14,23 @@ __all__ = [
     "free_port",
     "median",
     "percentile",
+    "production_env",
     "python",
     "rss_bytes",
     "temp_sqlite_url",
     "wait_until",
 ]
+
+
+def production_env(database_url: str, redis_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a server or worker run as in production (DEBUG off), plus `settings`."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-use-0123456789",
+        **settings,
+    }
 
 
 def wait_port(port: int, timeout: float = 30) -> None:

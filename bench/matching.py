@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import redis
 
-from bench.common import PrivateRedis, percentile, python, wait_until
+from bench.common import PrivateRedis, percentile, production_env, python, wait_until
 from bench.django_env import quiet_worker_logs, setup_django
 from bench.put_status import fresh_database
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
@@ -107,7 +107,7 @@ def latency_run(redis_url: str, database_url: str, seconds: float) -> list[float
 
     drivers = place_drivers(500, km=3)
     riders = make_riders(int(RATE * seconds) + 10)
-    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "b" * 50}
+    env = production_env(database_url, redis_url)
     quiet = open(os.devnull, "w")
     worker = python("manage.py", "run_subscriber", "rides", env=env, stdout=quiet, stderr=quiet)
     stop = threading.Event()

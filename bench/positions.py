@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from bench.common import PrivateRedis, free_port, median, python, wait_port
+from bench.common import PrivateRedis, free_port, median, production_env, python, wait_port
 from bench.django_env import quiet_worker_logs, setup_django
 from bench.put_status import fresh_database
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
@@ -190,14 +190,12 @@ def run(
         private_redis.client.sadd(TRACKED_DRIVERS.key, *drivers)
         for driver, token in zip(drivers, tokens, strict=True):
             remember_driver_token(token, uuid.UUID(driver))
-        env = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": private_redis.url,
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-use-0123456789",
-            "WEB_CONCURRENCY": str(cores),
-            "RIDEHAIL_THROTTLE_DRIVER_LOCATION": "1000000/minute",
-        }
+        env = production_env(
+            database_url,
+            private_redis.url,
+            WEB_CONCURRENCY=str(cores),
+            RIDEHAIL_THROTTLE_DRIVER_LOCATION="1000000/minute",
+        )
         for round_number in range(1, rounds + 1):
             rows = ingest_round(env, tokens, seconds)
             for name, row in rows.items():

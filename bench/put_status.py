@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import PrivateRedis, free_port, median, python, wait_port
+from bench.common import PrivateRedis, free_port, median, production_env, python, wait_port
 from bench.django_env import setup_django
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 from bench.wrk import run_wrk
@@ -134,14 +134,12 @@ def run(
     results: dict[str, list[dict]] = {name: [] for name in [*CASES, "pgbench, the same transaction"]}
     with PrivateRedis() as private_redis:
         setup_django(database_url, private_redis.url)
-        env = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": private_redis.url,
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-use-0123456789",
-            "WEB_CONCURRENCY": str(cores),
-            "RIDEHAIL_THROTTLE_DRIVER_STATUS": "1000000/minute",
-        }
+        env = production_env(
+            database_url,
+            private_redis.url,
+            WEB_CONCURRENCY=str(cores),
+            RIDEHAIL_THROTTLE_DRIVER_STATUS="1000000/minute",
+        )
         for round_number in range(1, rounds + 1):
             for name, (app, extra) in CASES.items():
                 # Drivers of its own for each case: a case that publishes nothing (or another's
