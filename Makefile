@@ -36,7 +36,7 @@ test: install lint
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Every benchmark in bench/, project vs raw anchor in the same run; writes BENCHMARKS.md.
-# Quick by default (a few minutes); `make bench ARGS=--full` for the long runs.
+# About 13 minutes by default from a fresh clone; `make bench ARGS=--full` for the long runs.
 bench: install
 	@scripts/ensure-wrk
 	$(PY) -m bench $(ARGS)
