@@ -1,12 +1,7 @@
-"""HTTP endpoints of locations: they validate, call a service or selector, and serialize.
-
-`PUT /api/locations/driver-location` is also served by locations/fast_path.py in front of
-Django for token-authenticated drivers; this view is the reference for what it answers.
-"""
+"""HTTP endpoints of locations: they validate, call a service or selector, and serialize."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,7 +21,6 @@ from ridehail.schema import responses
 from ridehail.throttling import DriverLocationThrottle
 from users.apis import DriverSetApi
 from users.permissions import IsDriver, IsRiderOrOperator
-from users.token_cache import remember_driver_token
 
 OFFLINE = "The driver is offline: go online before reporting a position."
 
@@ -51,8 +45,6 @@ class DriverLocationApi(APIView):
         if not request.user.is_available:
             return Response({"detail": OFFLINE}, status=status.HTTP_409_CONFLICT)
         event = report_position(driver_id=request.user.pk, **serializer.validated_data)
-        if isinstance(request.auth, Token):
-            remember_driver_token(request.auth.key, request.user.pk)  # the fast path serves the next ones
         return Response(event.to_dict(), status=status.HTTP_202_ACCEPTED)
 
 

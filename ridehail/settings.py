@@ -264,11 +264,6 @@ RIDEHAIL_METRICS_TOKEN = env_str("RIDEHAIL_METRICS_TOKEN", "")
 
 # Locations (locations/): a driver's position older than this (seconds) is not offered.
 RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum=1.0)
-# Position reports from token-authenticated drivers are served in front of Django when they
-# can be (locations/fast_path.py); off, every report takes the DRF view. Same answers either way.
-RIDEHAIL_POSITION_FAST_PATH = env_bool("RIDEHAIL_POSITION_FAST_PATH", True)
-# Status changes of drivers whose token Redis remembers skip DRF (users/fast_path.py).
-RIDEHAIL_STATUS_FAST_PATH = env_bool("RIDEHAIL_STATUS_FAST_PATH", True)
 
 # Matching (rides/matching.py): how far from the pickup a driver may be, how often a ride with
 # no driver is tried again, and when it expires.

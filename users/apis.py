@@ -30,7 +30,6 @@ from users.serializers import (
     status_change_data,
 )
 from users.services import UsernameTaken, register_user, revoke_credentials, set_driver_availability
-from users.token_cache import remember_driver_token
 
 
 class RegisterApi(APIView):
@@ -109,8 +108,6 @@ class DriverStatusApi(APIView):
         change = set_driver_availability(
             driver_id=request.user.pk, available=serializer.validated_data.get("available")
         )
-        if isinstance(request.auth, Token):
-            remember_driver_token(request.auth.key, request.user.pk)  # the fast path serves the next ones
         return Response(status_change_data(change))
 
 
