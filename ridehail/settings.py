@@ -87,6 +87,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ridehail.metrics.http.request_latency",  # first: the time it measures includes every other middleware
+    "ridehail.http.ChunkedBodyMiddleware",  # before anything reads the body (CSRF reads forms)
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
