@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from ridehail.events.connection import shared_redis
 from ridehail.schema import responses
-from ridehail.throttling import AuthThrottle, DriverStatusThrottle
+from ridehail.throttling import AUTH, DRIVER_STATUS, ClientAddressThrottle, DriverThrottle
 from users.driver_set import VersionedDriverSet
 from users.permissions import IsDriver, IsOperator
 from users.selectors import driver_status
@@ -35,7 +35,8 @@ from users.services import UsernameTaken, register_user, revoke_credentials, set
 class RegisterApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [AuthThrottle]
+    throttle_classes = [ClientAddressThrottle]
+    throttle_scope = AUTH
 
     @extend_schema(request=RegisterSerializer, responses=responses({201: UserSerializer}, 400, 415, 429))
     def post(self, request: Request) -> Response:
@@ -53,7 +54,8 @@ class RegisterApi(APIView):
 class LoginApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [AuthThrottle]
+    throttle_classes = [ClientAddressThrottle]
+    throttle_scope = AUTH
 
     @extend_schema(request=LoginSerializer, responses=responses({200: LoginResponseSerializer}, 400, 401, 415, 429))
     def post(self, request: Request) -> Response:
@@ -91,7 +93,8 @@ class MeApi(APIView):
 
 class DriverStatusApi(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
-    throttle_classes = [DriverStatusThrottle]
+    throttle_classes = [DriverThrottle]
+    throttle_scope = DRIVER_STATUS
 
     @extend_schema(responses=responses({200: DriverStatusResponseSerializer}, 401, 403))
     def get(self, request: Request) -> Response:
