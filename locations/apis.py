@@ -36,9 +36,10 @@ class DriverLocationApi(APIView):
 
     @extend_schema(
         request=PositionSerializer,
-        responses=responses({202: ReportedPositionSerializer}, 400, 401, 403, 409, 415, 429),
-        description="Published at once on `driver-location-updated` (live only: nothing is stored). "
-        "An offline driver gets 409; Redis unreachable, 503.",
+        responses=responses({202: ReportedPositionSerializer}, 400, 401, 403, 409, 413, 415, 429),
+        description="Published at once on `driver-location-updated` (live only: nothing is stored), as "
+        "answered; `timestamp` in whole milliseconds, as `nearby` and the dashboard show it. A driver the "
+        "database says is offline gets 409; Redis unreachable, 503.",
     )
     def put(self, request: Request) -> Response:
         serializer = PositionSerializer(data=request.data)

@@ -102,7 +102,7 @@ class DriverStatusApi(APIView):
 
     @extend_schema(
         request=DriverStatusUpdateSerializer,
-        responses=responses({200: StatusChangeResponseSerializer}, 400, 401, 403, 415, 429),
+        responses=responses({200: StatusChangeResponseSerializer}, 400, 401, 403, 413, 415, 429),
         description='An empty body (or `{}`) toggles; `{"available": true|false}` sets.',
     )
     def put(self, request: Request) -> Response:
