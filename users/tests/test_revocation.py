@@ -7,12 +7,14 @@ access as surely as the admin's form. Deactivation by `.update()` failed before:
 fast path kept the token in Redis for 300 s and only `post_save` made it forget.
 """
 
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 import requests
 
 from conftest import client_for
+from tests.processes import wait_until
 from tests.servers import AsgiServer
 from users.models import Role, User
 from users.services import set_driver_availability
@@ -90,3 +92,36 @@ def test_the_next_request_after_access_ends_is_refused(
     end_access(server, driver, token)
 
     assert as_driver(server, token) == (refused, refused)
+
+
+def test_a_token_signed_out_during_requests_stays_signed_out(server: AsgiServer, driver: User, redis_client) -> None:
+    # Six clients keep changing the status (the keyword in lower case, as some send it) while the
+    # driver signs out. Before, a request that had authenticated just before the logout put the
+    # token back in the cache after the logout forgot it, and the token worked for another 60 s.
+    token = token_of(driver)
+    stop = threading.Event()
+    answered = [0] * 6
+
+    def keep_toggling(n: int) -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                session.put(f"{server.url}{STATUS}", headers={"Authorization": f"token {token}"}, timeout=10)
+                answered[n] += 1
+
+    clients = [threading.Thread(target=keep_toggling, args=(n,)) for n in range(6)]
+    for client in clients:
+        client.start()
+    try:
+        wait_until(lambda: min(answered) >= 2, what="every client mid-flight")
+        log_out(server, driver, token)
+        # Two more answers each: the request in flight at the logout, then one begun after it.
+        after = list(answered)
+        wait_until(
+            lambda: all(now >= then + 2 for now, then in zip(answered, after, strict=True)), what="requests after it"
+        )
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+
+    assert as_driver(server, token) == (401, 401)
