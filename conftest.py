@@ -27,11 +27,11 @@ READING = f"reading {STREAM} as"
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles() -> None:
-    """Rate-limit counters, socket leases and remembered tokens outlast a test in Redis: every test starts with none."""
+    """Rate-limit counters and socket leases outlast a test in Redis: every test starts with none."""
     throttling.reset()
     client = shared_redis()
     try:
-        patterns = ("ridehail:throttle:*", "ridehail:dashboard-sockets:*", "ridehail:token:*")
+        patterns = ("ridehail:throttle:*", "ridehail:dashboard-sockets:*")
         keys = [key for pattern in patterns for key in client.scan_iter(pattern)]
         if keys:
             client.delete(*keys)

@@ -1,12 +1,7 @@
-"""HTTP endpoints of locations: they validate, call a service or selector, and serialize.
-
-`PUT /api/locations/driver-location` is also served by locations/fast_path.py in front of
-Django for token-authenticated drivers; this view is the reference for what it answers.
-"""
+"""HTTP endpoints of locations: they validate, call a service or selector, and serialize."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,10 +18,9 @@ from locations.serializers import (
 from locations.services import report_position
 from ridehail.events.connection import shared_redis
 from ridehail.schema import responses
-from ridehail.throttling import DriverLocationThrottle
+from ridehail.throttling import DRIVER_LOCATION, DriverThrottle
 from users.apis import DriverSetApi
 from users.permissions import IsDriver, IsRiderOrOperator
-from users.token_cache import remember_driver_token
 
 OFFLINE = "The driver is offline: go online before reporting a position."
 
@@ -37,13 +31,15 @@ class TrackingApi(DriverSetApi):
 
 class DriverLocationApi(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
-    throttle_classes = [DriverLocationThrottle]
+    throttle_classes = [DriverThrottle]
+    throttle_scope = DRIVER_LOCATION
 
     @extend_schema(
         request=PositionSerializer,
-        responses=responses({202: ReportedPositionSerializer}, 400, 401, 403, 409, 415, 429),
-        description="Published at once on `driver-location-updated` (live only: nothing is stored). "
-        "An offline driver gets 409; Redis unreachable, 503.",
+        responses=responses({202: ReportedPositionSerializer}, 400, 401, 403, 409, 413, 415, 429),
+        description="Published at once on `driver-location-updated` (live only: nothing is stored), as "
+        "answered; `timestamp` in whole milliseconds, as `nearby` and the dashboard show it. A driver the "
+        "database says is offline gets 409; Redis unreachable, 503.",
     )
     def put(self, request: Request) -> Response:
         serializer = PositionSerializer(data=request.data)
@@ -51,8 +47,6 @@ class DriverLocationApi(APIView):
         if not request.user.is_available:
             return Response({"detail": OFFLINE}, status=status.HTTP_409_CONFLICT)
         event = report_position(driver_id=request.user.pk, **serializer.validated_data)
-        if isinstance(request.auth, Token):
-            remember_driver_token(request.auth.key, request.user.pk)  # the fast path serves the next ones
         return Response(event.to_dict(), status=status.HTTP_202_ACCEPTED)
 
 

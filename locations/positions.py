@@ -13,7 +13,7 @@ import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 from redis.commands.core import Script
@@ -28,6 +28,7 @@ GEO_DATA = "locations:positions:data"
 # a pole is accepted and published, but cannot be indexed.
 GEO_MAX_LATITUDE = 85.05112878
 EARTH_RADIUS_KM = 6371.0088  # the mean radius (IUGG)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # positions' times are kept as milliseconds since
 
 # KEYS: tracked set, geo index, data hash. ARGV: quadruples of driver, lat, lng, time (ms).
 # Returns {applied, untracked, not newer, too near a pole}.
@@ -136,7 +137,7 @@ class Position:
     @classmethod
     def from_held(cls, driver: bytes, held: bytes) -> "Position":
         lat, lng, at = held.decode().split(" ")
-        return cls(uuid.UUID(driver.decode()), float(lat), float(lng), datetime.fromtimestamp(int(at) / 1000, UTC))
+        return cls(uuid.UUID(driver.decode()), float(lat), float(lng), EPOCH + timedelta(milliseconds=int(at)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,4 +205,5 @@ def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
 
 
 def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    # In integers: through a float, a time on a whole millisecond could come back 1 ms early.
+    return (moment - EPOCH) // timedelta(milliseconds=1)

@@ -1,4 +1,4 @@
-"""What the locations endpoints read and write, validated once for the DRF views and the fast path."""
+"""What the locations endpoints read and write, validated once for every DRF view that reads them."""
 
 import math
 from typing import Any

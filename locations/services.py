@@ -13,7 +13,12 @@ def report_position(*, driver_id: uuid.UUID, lat: float, lng: float) -> DriverLo
 
     Nothing is written to the database and nothing is kept to publish later: a position is only
     worth something now, and the next report replaces it in a few seconds.
+
+    The time is cut to the millisecond here, once: the geo index keeps milliseconds, so the
+    answer, the published event, `nearby` and the dashboard all show the same instant.
     """
-    event = DriverLocationUpdated(driver_id=driver_id, lat=float(lat), lng=float(lng), timestamp=timezone.now())
+    now = timezone.now()
+    at = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+    event = DriverLocationUpdated(driver_id=driver_id, lat=float(lat), lng=float(lng), timestamp=at)
     publish_live(event)
     return event

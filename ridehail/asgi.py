@@ -1,5 +1,4 @@
-"""ASGI entry point: HTTP goes to Django (position reports and status changes first to their
-fast paths), `/ws/dashboard/` to the dashboard consumer.
+"""ASGI entry point: HTTP goes to Django, `/ws/dashboard/` to the dashboard consumer.
 
 Websockets pass the origin check (the page's own scheme, host and port, the host in
 DJANGO_ALLOWED_HOSTS; a missing Origin is refused: ridehail/dashboard/origin.py) and session
@@ -16,17 +15,13 @@ django_application = get_asgi_application()  # sets Django up before the imports
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from locations.fast_path import PositionFastPath  # noqa: E402
 from ridehail.dashboard.auth import SessionUserMiddleware  # noqa: E402
 from ridehail.dashboard.origin import SameOriginValidator  # noqa: E402
 from ridehail.dashboard.routing import websocket_urlpatterns  # noqa: E402
-from users.fast_path import DriverStatusFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Position reports and status changes, in the common case, are answered before Django
-        # (locations/fast_path.py, users/fast_path.py); everything else is Django's.
-        "http": PositionFastPath(DriverStatusFastPath(django_application)),
+        "http": django_application,
         "websocket": SameOriginValidator(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

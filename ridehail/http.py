@@ -1,8 +1,11 @@
-"""HTTP answers every path shares: 405 with `Allow` (as JSON, never a CSRF page) and JSON 404s under /api/."""
+"""HTTP answers every path shares: 405 with `Allow` (as JSON, never a CSRF page), JSON 404s under
+/api/, and chunked bodies read like any other."""
 
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -38,6 +41,29 @@ def _with_head(methods: list[str]) -> list[str]:
     """HEAD wherever GET is (Django answers it with the GET handler), in the usual order."""
     named = set(methods) | ({"HEAD"} if "GET" in methods else set())
     return sorted(named, key=lambda method: _ORDER.index(method) if method in _ORDER else len(_ORDER))
+
+
+class ChunkedBodyMiddleware:
+    """A body sent with `Transfer-Encoding: chunked` is read like one with a Content-Length.
+
+    Under ASGI the server hands Django the whole body but no CONTENT_LENGTH, and DRF reads a
+    request without one as having no body (`Request._load_stream`): `{"available": false}` sent
+    chunked toggled the driver online, and a chunked `POST /api/rides` was "pickup: required".
+    So the body is read here and its length written down. `request.body` measures what arrived
+    and refuses more than DATA_UPLOAD_MAX_MEMORY_SIZE; then a length over the limit is written
+    down instead, and DRF's own read of the body answers 413 as it does for a declared length.
+    """
+
+    def __init__(self, get_response: View) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "CONTENT_LENGTH" not in request.META and "HTTP_TRANSFER_ENCODING" in request.META:
+            try:
+                request.META["CONTENT_LENGTH"] = str(len(request.body))
+            except RequestDataTooBig:
+                request.META["CONTENT_LENGTH"] = str((settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0) + 1)
+        return self.get_response(request)
 
 
 class MethodNotAllowedMiddleware:

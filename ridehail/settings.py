@@ -36,8 +36,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
 # How many proxies in front of the web server append to X-Forwarded-For (and may set
 # X-Forwarded-Proto). 0: clients connect directly, and those headers are never believed. The
-# server itself never rewrites the client address from headers (ridehail/server.py); Django
-# reads them, this many hops from the right (ridehail/throttling.py).
+# server itself never rewrites the client address from headers (ridehail/server.py); DRF reads
+# them, this many hops from the right (NUM_PROXIES below, ridehail/throttling.py).
 RIDEHAIL_TRUSTED_PROXIES = env_int("RIDEHAIL_TRUSTED_PROXIES", 0, minimum=0)
 # A TLS-terminating proxy in front must set X-Forwarded-Proto; without a trusted proxy a client
 # could send it itself, so it is believed only when RIDEHAIL_TRUSTED_PROXIES says there is one.
@@ -87,6 +87,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ridehail.metrics.http.request_latency",  # first: the time it measures includes every other middleware
+    "ridehail.http.ChunkedBodyMiddleware",  # before anything reads the body (CSRF reads forms)
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -185,6 +186,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["ridehail.parsers.JSONParser"],  # refuses JSON nested too deep
     "EXCEPTION_HANDLER": "ridehail.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Rate limits count per client address this many hops from the right of X-Forwarded-For
+    # (BaseThrottle.get_ident); 0: the TCP peer, the header never believed.
+    "NUM_PROXIES": RIDEHAIL_TRUSTED_PROXIES,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -264,11 +268,6 @@ RIDEHAIL_METRICS_TOKEN = env_str("RIDEHAIL_METRICS_TOKEN", "")
 
 # Locations (locations/): a driver's position older than this (seconds) is not offered.
 RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum=1.0)
-# Position reports from token-authenticated drivers are served in front of Django when they
-# can be (locations/fast_path.py); off, every report takes the DRF view. Same answers either way.
-RIDEHAIL_POSITION_FAST_PATH = env_bool("RIDEHAIL_POSITION_FAST_PATH", True)
-# Status changes of drivers whose token Redis remembers skip DRF (users/fast_path.py).
-RIDEHAIL_STATUS_FAST_PATH = env_bool("RIDEHAIL_STATUS_FAST_PATH", True)
 
 # Matching (rides/matching.py): how far from the pickup a driver may be, how often a ride with
 # no driver is tried again, and when it expires.

@@ -4,18 +4,23 @@ Login is limited per client address on every way in: `/api/auth/login` and regis
 throttles below) and the `/accounts/login/` and `/admin/login/` forms (`limit_login_attempts`).
 All of them count in the same window, so trying the three doors does not triple the rate.
 
-The client address is the TCP peer (`REMOTE_ADDR`) unless RIDEHAIL_TRUSTED_PROXIES says how many
-proxies in front of us append to `X-Forwarded-For`; then it is the address that many hops from
-the right, the one our outermost proxy saw. Anything further left was written by the client and
-is never trusted (DRF's own `get_ident` trusts the whole header when NUM_PROXIES is unset).
+The client address is DRF's `get_ident`: the TCP peer (`REMOTE_ADDR`) unless
+RIDEHAIL_TRUSTED_PROXIES (DRF's NUM_PROXIES) says how many proxies in front of us append to
+`X-Forwarded-For`; then it is the address that many hops from the right, the one our outermost
+proxy saw. Anything further left was written by the client and is never trusted. NUM_PROXIES is
+always set (0 by default): unset, DRF would trust the whole header.
+
+The API's throttles are two classes, by whom a request counts against (a client address, a
+driver); which window it counts in is the view's `throttle_scope`, as with DRF's own
+ScopedRateThrottle, and each scope is one constant below.
 
 Counters live in Redis, shared by every process: a sliding window kept and checked in one Lua
-script, so parallel requests cannot all slip past a read-then-write. If Redis is unreachable the
+script, so parallel requests cannot all slip past a read-then-write (which is what DRF's own
+SimpleRateThrottle does with the cache: why these throttles are not DRF's). If Redis is unreachable the
 limit is not lifted: each process counts in its own memory, allowing its share of the rate
 (the rate divided by RIDEHAIL_WEB_PROCESSES), so the processes together stay within the limit.
 """
 
-import ipaddress
 import logging
 import math
 import threading
@@ -33,7 +38,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from redis.commands.core import Script
 from rest_framework.request import Request
-from rest_framework.throttling import BaseThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 from ridehail.events.connection import quick_redis
@@ -41,72 +46,49 @@ from ridehail.events.connection import quick_redis
 logger = logging.getLogger(__name__)
 
 AUTH = "auth"  # login (every way in) and register, per client address
+DRIVER_STATUS = "driver-status"  # status changes, per driver
 DRIVER_LOCATION = "driver-location"  # position reports, per driver
 KEY_PREFIX = "ridehail:throttle"
 
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """ "20/minute" -> (20, 60): how many requests per how many seconds (validated by env_rate)."""
-    count, period = rate.split("/")
-    return int(count), _PERIODS[period[0]]
-
 
 def rate_of(scope: str) -> tuple[int, int]:
+    """ "20/minute" -> (20, 60): how many requests per how many seconds (validated by env_rate)."""
     try:
-        return parse_rate(settings.RIDEHAIL_THROTTLE_RATES[scope])
+        return SimpleRateThrottle.parse_rate(None, settings.RIDEHAIL_THROTTLE_RATES[scope])  # type: ignore[arg-type,return-value]
     except KeyError:
         raise ImproperlyConfigured(f"no rate for throttle scope {scope!r} in RIDEHAIL_THROTTLE_RATES") from None
 
 
 def client_address(request: HttpRequest | Request) -> str:
-    """The address rate limits count against: see the module docstring."""
-    peer = request.META.get("REMOTE_ADDR") or "unknown"
-    trusted = settings.RIDEHAIL_TRUSTED_PROXIES
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if trusted == 0 or not forwarded:
-        return peer
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    if not hops:
-        return peer
-    # Fewer hops than proxies: the request skipped one of them; the leftmost is the best we have.
-    return _normalised(hops[-min(trusted, len(hops))])
+    """The address rate limits count against (DRF's `get_ident`: see the module docstring).
 
-
-def _normalised(address: str) -> str:
-    """One spelling per address, so "::1" and "0:0::1" share a counter; junk is kept, bounded."""
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return address[:64]
+    It reads only `request.META`, so the HTML login forms count with it too. A peer without an
+    address (a Unix socket) is "unknown": one window for all of them, never none.
+    """
+    return BaseThrottle().get_ident(request) or "unknown"
 
 
 # -- where counts are kept ----------------------------------------------------------------
 
-# One sliding window, as a Lua function other scripts can include (the position fast path
-# counts in the same windows). Returns 0 when the request is allowed (and counted), else the
-# milliseconds until the oldest counted request leaves the window. Redis's own clock, so that
-# every process measures the window the same way.
-SLIDING_WINDOW_LUA = """
-local function sliding_window(key, window, limit, member)
-  local now = redis.call('TIME')
-  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
-  if redis.call('ZCARD', key) < limit then
-    redis.call('ZADD', key, now_ms, member)
-    redis.call('PEXPIRE', key, window)
-    return 0
-  end
-  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  return math.max(1, tonumber(oldest[2]) + window - now_ms)
-end
-"""
-
+# One sliding window. Returns 0 when the request is allowed (and counted), else the milliseconds
+# until the oldest counted request leaves the window. Redis's own clock, so that every process
+# measures the window the same way.
 # KEYS[1]: the window; ARGV: window (ms), limit, a unique member.
 _SLIDING_WINDOW = Script(
     None,
-    (SLIDING_WINDOW_LUA + "return sliding_window(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])").encode(),
+    b"""
+local key, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
+if redis.call('ZCARD', key) < limit then
+  redis.call('ZADD', key, now_ms, member)
+  redis.call('PEXPIRE', key, window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now_ms)
+""",
 )
 
 
@@ -209,46 +191,29 @@ def retry_after(wait: float) -> int:
 
 
 class ScopedThrottle(BaseThrottle):
-    """A DRF throttle over `hit`; subclasses say which scope and whom a request counts against."""
-
-    scope: str
+    """A DRF throttle over `hit`, in the view's `throttle_scope`; subclasses say whom a request counts against."""
 
     def ident(self, request: Request) -> str | None:
         raise NotImplementedError
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         ident = self.ident(request)
-        self.wait_seconds = None if ident is None else hit(self.scope, ident)
+        self.wait_seconds = None if ident is None else hit(view.throttle_scope, ident)  # type: ignore[attr-defined]
         return self.wait_seconds is None
 
     def wait(self) -> float | None:
         return self.wait_seconds
 
 
-class AuthThrottle(ScopedThrottle):
-    """Login and register, per client address: slows down password guessing and sign-up floods."""
-
-    scope = AUTH
+class ClientAddressThrottle(ScopedThrottle):
+    """Per client address: login and register, against password guessing and sign-up floods."""
 
     def ident(self, request: Request) -> str:
         return client_address(request)
 
 
-class DriverStatusThrottle(ScopedThrottle):
-    """Status changes, per driver (reads are not limited)."""
-
-    scope = "driver-status"
-
-    def ident(self, request: Request) -> str | None:
-        if request.method != "PUT" or not request.user.is_authenticated:
-            return None
-        return str(request.user.pk)
-
-
-class DriverLocationThrottle(ScopedThrottle):
-    """Position reports, per driver (the fast path counts in the same window)."""
-
-    scope = DRIVER_LOCATION
+class DriverThrottle(ScopedThrottle):
+    """Per driver, their writes only (PUT): status changes, position reports. Reads are not limited."""
 
     def ident(self, request: Request) -> str | None:
         if request.method != "PUT" or not request.user.is_authenticated:

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from ridehail.events.connection import shared_redis
 from ridehail.schema import responses
-from ridehail.throttling import AuthThrottle, DriverStatusThrottle
+from ridehail.throttling import AUTH, DRIVER_STATUS, ClientAddressThrottle, DriverThrottle
 from users.driver_set import VersionedDriverSet
 from users.permissions import IsDriver, IsOperator
 from users.selectors import driver_status
@@ -30,13 +30,13 @@ from users.serializers import (
     status_change_data,
 )
 from users.services import UsernameTaken, register_user, revoke_credentials, set_driver_availability
-from users.token_cache import remember_driver_token
 
 
 class RegisterApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [AuthThrottle]
+    throttle_classes = [ClientAddressThrottle]
+    throttle_scope = AUTH
 
     @extend_schema(request=RegisterSerializer, responses=responses({201: UserSerializer}, 400, 415, 429))
     def post(self, request: Request) -> Response:
@@ -54,7 +54,8 @@ class RegisterApi(APIView):
 class LoginApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [AuthThrottle]
+    throttle_classes = [ClientAddressThrottle]
+    throttle_scope = AUTH
 
     @extend_schema(request=LoginSerializer, responses=responses({200: LoginResponseSerializer}, 400, 401, 415, 429))
     def post(self, request: Request) -> Response:
@@ -92,7 +93,8 @@ class MeApi(APIView):
 
 class DriverStatusApi(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
-    throttle_classes = [DriverStatusThrottle]
+    throttle_classes = [DriverThrottle]
+    throttle_scope = DRIVER_STATUS
 
     @extend_schema(responses=responses({200: DriverStatusResponseSerializer}, 401, 403))
     def get(self, request: Request) -> Response:
@@ -100,7 +102,7 @@ class DriverStatusApi(APIView):
 
     @extend_schema(
         request=DriverStatusUpdateSerializer,
-        responses=responses({200: StatusChangeResponseSerializer}, 400, 401, 403, 415, 429),
+        responses=responses({200: StatusChangeResponseSerializer}, 400, 401, 403, 413, 415, 429),
         description='An empty body (or `{}`) toggles; `{"available": true|false}` sets.',
     )
     def put(self, request: Request) -> Response:
@@ -109,8 +111,6 @@ class DriverStatusApi(APIView):
         change = set_driver_availability(
             driver_id=request.user.pk, available=serializer.validated_data.get("available")
         )
-        if isinstance(request.auth, Token):
-            remember_driver_token(request.auth.key, request.user.pk)  # the fast path serves the next ones
         return Response(status_change_data(change))
 
 

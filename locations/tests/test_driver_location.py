@@ -1,20 +1,14 @@
-"""`PUT /api/locations/driver-location`: the DRF view's rules, and the fast path in front of it
-answering exactly what the view would (a real uvicorn, real Redis, a real locations worker)."""
+"""`PUT /api/locations/driver-location`: one DRF view, its rules, and what it costs."""
 
 import json
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from conftest import client_for
 from locations.events import DRIVER_LOCATION
-from locations.positions import TRACKED_DRIVERS
 from tests.channels import ChannelListener
-from tests.processes import wait_until
-from tests.servers import AsgiServer
 from users.services import set_driver_availability
-from users.token_cache import token_cache_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,114 +128,24 @@ def test_other_methods_are_405(online_driver):
         assert "PUT" in response["Allow"]
 
 
-# -- the fast path in front of the view, over a real server ------------------------------
+# -- one implementation: the database decides, every request -------------------------------
 
 
-@pytest.fixture
-def servers(redis_client) -> Iterator[dict[str, AsgiServer]]:
-    started = {
-        "fast": AsgiServer().start(),
-        "view": AsgiServer(env={"RIDEHAIL_POSITION_FAST_PATH": "0"}).start(),
-    }
-    yield started
-    for server in started.values():
-        server.stop()
+def test_a_driver_who_just_went_offline_is_refused_at_once(online_driver, positions):
+    # The database decides who may report, not a worker's set that learns of the change later.
+    client = client_for(online_driver)
+    assert put(client, {"lat": 52.5, "lng": 13.4}).status_code == 202
+    assert positions.next_event()["driverId"] == str(online_driver.id)
+
+    assert client.put("/api/users/driver-status", {"available": False}, format="json").status_code == 200
+    response = put(client, {"lat": 52.5, "lng": 13.4})
+
+    assert response.status_code == 409
+    positions.assert_nothing_published()
 
 
-def http_put(server: AsgiServer, token: str | None, body: bytes | dict, content_type: str = "application/json"):
-    headers = {"Content-Type": content_type}
-    if token:
-        headers["Authorization"] = f"Token {token}"
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return requests.put(f"{server.url}{URL}", data=data, headers=headers, timeout=10)
-
-
-def token_of(user) -> str:
-    return client_for(user)._credentials["HTTP_AUTHORIZATION"].split()[1]
-
-
-IGNORED_HEADERS = {"date", "content-length", "server"}
-
-
-def comparable(response: requests.Response) -> tuple:
-    headers = {name.lower(): value for name, value in response.headers.items() if name.lower() not in IGNORED_HEADERS}
-    if "content-security-policy" in headers:  # django-csp writes the directives in no fixed order
-        headers["content-security-policy"] = sorted(headers["content-security-policy"].split("; "))
-    body = response.json()
-    body.pop("timestamp", None)
-    return response.status_code, body, headers
-
-
-def test_the_fast_path_answers_exactly_what_the_view_would(servers, online_driver, rider, start_worker, redis_client):
-    start_worker("locations")
-    wait_until(lambda: TRACKED_DRIVERS.members(redis_client) == [str(online_driver.id)], what="the driver tracked")
-    token = token_of(online_driver)
-    # The first report takes the view (the token is not remembered yet) and teaches the fast path.
-    assert http_put(servers["fast"], token, {"lat": 1.0, "lng": 2.0}).status_code == 202
-    assert redis_client.get(token_cache_key(token)) == str(online_driver.id).encode()
-
-    cases = [
-        (token, {"lat": 52.5, "lng": 13.4}, "application/json"),
-        (token, {"lat": 52, "lng": -13}, "application/json"),
-        (token, {"lat": "52", "lng": 13.4}, "application/json"),
-        (token, {"lat": 52.5, "lng": 13.4, "x": 1}, "application/json"),
-        (token, b"{", "application/json"),
-        (token, {"lat": 52.5, "lng": 13.4}, "text/plain"),
-        ("not-a-token", {"lat": 52.5, "lng": 13.4}, "application/json"),
-        (token_of(rider), {"lat": 52.5, "lng": 13.4}, "application/json"),
-        (None, {"lat": 52.5, "lng": 13.4}, "application/json"),
-    ]
-    for case in cases:
-        fast, view = http_put(servers["fast"], *case), http_put(servers["view"], *case)
-        assert comparable(fast) == comparable(view), case
-
-
-def test_the_fast_path_counts_in_the_same_rate_limit_window(redis_client, online_driver, start_worker):
-    env = {"RIDEHAIL_THROTTLE_DRIVER_LOCATION": "4/minute"}
-    fast, view = AsgiServer(env=env).start(), AsgiServer(env={**env, "RIDEHAIL_POSITION_FAST_PATH": "0"}).start()
-    try:
-        start_worker("locations")
-        wait_until(lambda: TRACKED_DRIVERS.members(redis_client) == [str(online_driver.id)], what="tracking")
-        token = token_of(online_driver)
-        statuses = [http_put(server, token, {"lat": 1.0, "lng": 2.0}).status_code for server in (view, fast) * 3]
-        limited_fast, limited_view = (
-            http_put(fast, token, {"lat": 1, "lng": 2}),
-            http_put(view, token, {"lat": 1, "lng": 2}),
-        )
-    finally:
-        fast.stop()
-        view.stop()
-    assert statuses == [202, 202, 202, 202, 429, 429]
-    assert comparable(limited_fast)[:2] == comparable(limited_view)[:2]
-    assert limited_fast.headers["Retry-After"] == limited_view.headers["Retry-After"]
-
-
-def test_signing_out_stops_the_fast_path_at_once(servers, online_driver, start_worker, redis_client):
-    start_worker("locations")
-    wait_until(lambda: TRACKED_DRIVERS.members(redis_client) == [str(online_driver.id)], what="tracking")
-    token = token_of(online_driver)
-    assert http_put(servers["fast"], token, {"lat": 1.0, "lng": 2.0}).status_code == 202  # remembered now
-
-    logout = requests.post(f"{servers['fast'].url}/api/auth/logout", headers={"Authorization": f"Token {token}"})
-
-    assert logout.status_code == 204
-    assert http_put(servers["fast"], token, {"lat": 1.0, "lng": 2.0}).status_code == 401
-
-
-@pytest.mark.parametrize("change", ["deactivate", "make rider"])
-def test_a_driver_who_loses_access_is_refused_at_once_on_the_fast_path(
-    servers, online_driver, start_worker, redis_client, change
-):
-    start_worker("locations")
-    wait_until(lambda: TRACKED_DRIVERS.members(redis_client) == [str(online_driver.id)], what="tracking")
-    token = token_of(online_driver)
-    assert http_put(servers["fast"], token, {"lat": 1.0, "lng": 2.0}).status_code == 202
-
-    if change == "deactivate":
-        online_driver.is_active = False
-    else:
-        online_driver.role = "rider"
-        online_driver.is_available = False
-    online_driver.save()  # as the admin's form does
-
-    assert http_put(servers["fast"], token, {"lat": 1.0, "lng": 2.0}).status_code in (401, 403)
+def test_a_position_report_is_one_query(online_driver, positions, django_assert_num_queries):
+    # The token and its user in one query; who may report is on that row; Redis does the rest.
+    client = client_for(online_driver)
+    with django_assert_num_queries(1):
+        assert put(client, {"lat": 52.5, "lng": 13.4}).status_code == 202

@@ -214,3 +214,24 @@ def test_after_a_worker_or_redis_restart_the_index_fills_again_from_what_arrives
     worker.wait_exit(timeout=5)
     start_worker("locations", env={"REDIS_URL": own_redis.url})  # a restarted worker keeps the index
     assert nearby(client_for(rider), lat=52.53, lng=13.41)["drivers"][0]["driverId"] == str(driver.id)
+
+
+def test_a_reported_position_has_one_timestamp_everywhere(locations_worker, redis_client, rider):
+    # The geo index keeps milliseconds; the report's answer said microseconds (…:20.738447Z)
+    # where `nearby` and the dashboard said …:20.738000Z for the same position.
+    from ridehail.dashboard.snapshot import build_snapshot
+
+    (driver,) = make_drivers(1)
+    go_online(driver)
+    wait_until(lambda: TRACKED_DRIVERS.members(redis_client) == [str(driver.id)], what="the driver tracked")
+    answered = client_for(driver).put(
+        "/api/locations/driver-location", {"lat": BERLIN[0], "lng": BERLIN[1]}, format="json"
+    )
+    assert answered.status_code == 202
+    wait_until(lambda: held_positions(redis_client), what="the position held")
+
+    found = nearby(client_for(rider), lat=BERLIN[0], lng=BERLIN[1])["drivers"]
+    shown = build_snapshot()["positions"]
+
+    assert [entry["timestamp"] for entry in found] == [answered.json()["timestamp"]]
+    assert [entry["timestamp"] for entry in shown] == [answered.json()["timestamp"]]

@@ -9,7 +9,7 @@ worker's would not be scraped at all. So each count is a field of a Redis hash:
     ridehail:metrics:failed      <worker> <topic>         events whose handling raised
 
 Each costs no round trip of its own: publishing counts inside the script that publishes
-(`publisher.py`, `locations/fast_path.py`), and a worker counts a whole read batch in the
+(`publisher.py`), and a worker counts a whole read batch in the
 pipeline that acknowledges it (streams) or in one HINCRBY per batch (Pub/Sub). A FLUSHALL resets
 them, which Prometheus reads as a counter reset, as it does a restart.
 """

@@ -7,10 +7,6 @@ own process's requests at once and the others' within FLUSH_SECONDS.
 
     ridehail:metrics:http   "<view> <method> <bucket>"   requests that took at most <bucket> s
                             "<view> <method> sum"         seconds taken, all together
-
-Requests answered in front of Django (the position fast path, locations/fast_path.py) are
-not timed here: timing them would cost that hot path more than it does itself. What they
-publish is counted in `ridehail_events_published_total`.
 """
 
 import logging

@@ -215,3 +215,12 @@ def test_unknown_or_non_driver_ids_are_refused_by_the_service(rider):
         set_driver_availability(driver_id=rider.id)
     with pytest.raises(User.DoesNotExist):
         set_driver_availability(driver_id=uuid.uuid4())
+
+
+def test_a_status_change_is_a_fixed_number_of_queries(driver, driver_client, listener, django_assert_num_queries):
+    # The token and its user (one query); BEGIN, the change in one UPDATE … RETURNING, its outbox
+    # row, COMMIT. Publishing happens after the commit, in Redis; the request thread asks nothing
+    # more of the database (marking rows published is a batch of another thread).
+    with django_assert_num_queries(5):
+        assert driver_client.put(URL, {"available": True}, format="json").status_code == 200
+    assert listener.next_event()["version"] == 1

@@ -117,3 +117,25 @@ def test_the_control_channel_survives_idling_longer_than_its_blocking_receive(st
         assert "control channel failed" not in server.output
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("field", ["is_staff", "is_active"])
+def test_access_taken_away_by_a_queryset_update_closes_the_dashboard_too(staff, redis_client, field):
+    # `.update()` sends no signal, so no control message: what closes the socket is the periodic
+    # check in the database (access.py), which remembers nothing between rounds. Quickened here.
+    from users.models import User
+
+    server = AsgiServer(env={"RIDEHAIL_DASHBOARD_ACCESS_CHECK_SECONDS": "0.2"}).start()
+    _, cookie = signed_in(staff)
+    try:
+
+        async def scenario() -> tuple[int | None, float]:
+            async with connect(server, cookie=cookie) as dashboard:
+                await receive_json(dashboard)
+                await change_soon(User.objects.filter(pk=staff.pk).update, **{field: False})
+                return await closed_within(dashboard, 2.0)
+
+        code, seconds = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert code == 4403 and seconds < 2.0
