@@ -16,7 +16,9 @@ the commit are exactly the view's, because they are the same function.
 
 Everything else goes on to Django untouched (the body is replayed): a token not remembered
 (the view answers and remembers it), any other body, session authentication, Redis
-unreachable, the database failing (the view says 503 in its own words). users/apis.py is the
+unreachable, a database error other than an outage (the view judges it). An outage (down,
+refusing, too slow) is answered here with the view's own 503: the view would only wait on the
+same stalled database a second time. users/apis.py is the
 reference: users/tests/test_fast_path.py holds both paths to the same status, body and headers.
 """
 
@@ -28,11 +30,12 @@ from functools import cache
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from ridehail.events.connection import async_shared_redis
 from ridehail.fast_path import App, Receive, Scope, Send, is_put, read_body, replaying, respond_json, throttled_body
 from ridehail.fast_path import token_of as token_in
+from ridehail.http import DATABASE_UNAVAILABLE, log_database_unavailable
 from ridehail.throttling import SLIDING_WINDOW_LUA, rate_of, retry_after, window_key
 from users.models import User
 from users.serializers import status_change_data
@@ -91,8 +94,11 @@ class DriverStatusFastPath:
         loop = asyncio.get_running_loop()
         try:
             change = await loop.run_in_executor(_executor(), _change, uuid.UUID(verdict[1].decode()), wanted)
+        except (OperationalError, InterfaceError) as exc:
+            log_database_unavailable(scope["path"], exc)
+            return await respond_json(send, 503, DATABASE_UNAVAILABLE, ALLOW)
         except (DatabaseError, User.DoesNotExist):
-            # Nothing was written (the transaction rolled back): the view answers, 503 or 403.
+            # Nothing was written (the transaction rolled back): the view judges it (a 403 for a user gone).
             return await self.app(scope, replay, send)
         body = json.dumps(status_change_data(change), separators=(",", ":")).encode()
         await respond_json(send, 200, body, ALLOW)
