@@ -8,10 +8,13 @@ import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
 from django.urls import URLPattern, re_path
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from ridehail.http import database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
     """DRF's handler, plus 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE and 503 when a backing
     service is down: never a 500 (nor Django's HTML 400) for what a client sends or for an outage."""
     response = drf_exception_handler(exc, context)
@@ -53,6 +56,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.warning("Redis unavailable while serving %s: %s", context["request"].path, exc)
         return Response({"detail": "Redis is unavailable; try again shortly."}, status=503)
     if isinstance(exc, OperationalError | InterfaceError):
-        logger.warning("database unavailable while serving %s: %s", context["request"].path, exc)
-        return Response({"detail": "The database is unavailable; try again shortly."}, status=503)
+        return database_unavailable(context["request"], exc)
     return None

@@ -1,13 +1,17 @@
 """HTTP answers every path shares: 405 with `Allow` (as JSON, never a CSRF page), JSON 404s under
-/api/, and chunked bodies read like any other."""
+/api/, chunked bodies read like any other, and a JSON 503 whenever the database is unavailable."""
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+
+logger = logging.getLogger(__name__)
 
 View = Callable[..., HttpResponse]
 
@@ -93,3 +97,35 @@ class MethodNotAllowedMiddleware:
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """The last route under /api/: what matched nothing there is a JSON 404, as the API speaks."""
     return JsonResponse({"detail": "Not found."}, status=404)
+
+
+# The body of every 503 for a database outage (JSON); users/fast_path.py sends the same bytes.
+DATABASE_UNAVAILABLE = b'{"detail":"The database is unavailable; try again shortly."}'
+
+
+def log_database_unavailable(path: str, exc: Exception) -> None:
+    logger.warning("database unavailable while serving %s: %s", path, exc)
+
+
+def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The answer to a request the database could not serve (down, refusing, or too slow): a 503 to retry."""
+    log_database_unavailable(request.path, exc)
+    return HttpResponse(DATABASE_UNAVAILABLE, status=503, content_type="application/json")
+
+
+class DatabaseUnavailableMiddleware:
+    """A database outage in any view (pages, /metrics, the admin) is a JSON 503, not a 500.
+
+    DRF's views answer the same through ridehail.api.exception_handler.
+    """
+
+    def __init__(self, get_response: View) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if isinstance(exc, OperationalError | InterfaceError):
+            return database_unavailable(request, exc)
+        return None

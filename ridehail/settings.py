@@ -7,6 +7,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from ridehail.database import BoundedConnection, postgresql_options
 from ridehail.env import env_bool, env_float, env_int, env_list, env_rate, env_str, read_secret_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -94,6 +95,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "ridehail.http.MethodNotAllowedMiddleware",  # before the CSRF check: a wrong method is a 405
+    "ridehail.http.DatabaseUnavailableMiddleware",  # a view's database outage: a JSON 503
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -125,6 +127,15 @@ ASGI_APPLICATION = "ridehail.asgi.application"
 
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20, minimum=1)  # PostgreSQL connections per process
 DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 3.0, minimum=0.1)  # seconds to wait for one
+# PostgreSQL: nothing waits long on a slow, stalled or unreachable database (ridehail/database.py).
+# Seconds to connect (libpq counts whole seconds, at least 2).
+RIDEHAIL_DB_CONNECT_TIMEOUT = env_int("RIDEHAIL_DB_CONNECT_TIMEOUT", 3, minimum=2)
+# Seconds one statement may run; the server cancels it after that, and a client waits at most a
+# second longer for any answer before it gives the connection up. Raise it for a long `migrate`.
+RIDEHAIL_DB_STATEMENT_TIMEOUT = env_float("RIDEHAIL_DB_STATEMENT_TIMEOUT", 3.0, minimum=0.1)
+# Seconds a session may sit idle inside a transaction (a client frozen holding row locks) before
+# the server ends it and releases them.
+RIDEHAIL_DB_IDLE_TRANSACTION_TIMEOUT = env_float("RIDEHAIL_DB_IDLE_TRANSACTION_TIMEOUT", 30.0, minimum=1.0)
 
 
 def _database_from_url(url: str) -> dict:
@@ -137,9 +148,20 @@ def _database_from_url(url: str) -> dict:
         # sync code in a thread of its own, and persistent connections piled up one per
         # thread until PostgreSQL refused more ("too many clients", bench/put_status.py).
         config["CONN_MAX_AGE"] = 0
-        # A request waits at most DATABASE_POOL_TIMEOUT for a connection: with PostgreSQL
-        # down it fails with a 503 after that, instead of hanging.
-        config["OPTIONS"] = {"pool": {"min_size": 2, "max_size": DATABASE_POOL_SIZE, "timeout": DATABASE_POOL_TIMEOUT}}
+        # A request waits at most DATABASE_POOL_TIMEOUT for a connection and the timeouts above
+        # for the server: with PostgreSQL down or stalled it fails with a 503, instead of hanging.
+        pool = {
+            "min_size": 2,
+            "max_size": DATABASE_POOL_SIZE,
+            "timeout": DATABASE_POOL_TIMEOUT,
+            "connection_class": BoundedConnection,
+        }
+        timeouts = postgresql_options(
+            connect_timeout=RIDEHAIL_DB_CONNECT_TIMEOUT,
+            statement_timeout=RIDEHAIL_DB_STATEMENT_TIMEOUT,
+            idle_in_transaction_timeout=RIDEHAIL_DB_IDLE_TRANSACTION_TIMEOUT,
+        )
+        config["OPTIONS"] = {"pool": pool, **timeouts}
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # IMMEDIATE takes the write lock when the transaction starts, so concurrent status
         # changes queue up instead of failing with "database is locked" halfway through.

@@ -7,11 +7,13 @@ from tests.processes import free_port
 
 
 class TcpProxy:
-    """A TCP proxy for fault tests: it can delay what the server sends back, or cut the link."""
+    """A TCP proxy for fault tests: it can delay what the server sends back, cut the link, or freeze it."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port, self.port = target_port, free_port()
         self.delay = 0.0
+        self.flowing = asyncio.Event()  # cleared: frozen
+        self.flowing.set()
         self.writers: list[asyncio.StreamWriter] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -27,6 +29,14 @@ class TcpProxy:
     def cut(self) -> None:
         """Drop every connection and refuse new ones, as a server that went away would."""
         asyncio.run_coroutine_threadsafe(self._close_all(), self.loop).result(timeout=5)
+
+    def freeze(self) -> None:
+        """Stop forwarding bytes either way, closing nothing: a stalled server (or a partition) as clients see it."""
+        self.loop.call_soon_threadsafe(self.flowing.clear)
+
+    def thaw(self) -> None:
+        """Forward again, held bytes first."""
+        self.loop.call_soon_threadsafe(self.flowing.set)
 
     def restore(self) -> None:
         asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(timeout=5)
@@ -53,6 +63,7 @@ class TcpProxy:
             while data := await reader.read(65536):
                 if slow and self.delay:
                     await asyncio.sleep(self.delay)
+                await self.flowing.wait()
                 writer.write(data)
                 await writer.drain()
             writer.close()

@@ -78,60 +78,74 @@ def replay_dead_letters(client: redis.Redis, topic: Topic) -> int:
     """Put each dead letter back on its stream once; returns how many events went back.
 
     Several groups may have dead-lettered the same entry: it goes back once, and all of its
-    dead letters leave the dead-letter stream in the same transaction. Every group then sees
-    the event again; the version check makes that harmless where it had been handled.
+    dead letters leave the dead-letter stream with it. Every group then sees the event again;
+    the version check makes that harmless where it had been handled. Replays running at the
+    same time (two operators, the admin's button) put each back once: see REPLAY_ENTRY.
     """
-    by_entry: dict[bytes, list[tuple[bytes, bytes]]] = defaultdict(list)
+    by_entry: dict[bytes, list[bytes]] = defaultdict(list)
     for letter_id, fields in client.xrange(topic.dead_letters):
-        by_entry[_origin(letter_id, fields)].append((letter_id, fields.get(STREAM_FIELD.encode(), b"")))
-    return sum(_replay_entry(client, topic, letters) for letters in by_entry.values())
+        by_entry[_origin(letter_id, fields)].append(letter_id)
+    entries = list(by_entry.values())
+    replayed = 0
+    for start in range(0, len(entries), REPLAY_BATCH):
+        pipe = client.pipeline(transaction=False)  # each script is atomic by itself
+        for letter_ids in entries[start : start + REPLAY_BATCH]:
+            _replay_entry(pipe, topic, letter_ids)
+        replayed += sum(pipe.execute())
+    return replayed
 
 
 def replay_dead_letter(client: redis.Redis, topic: Topic, letter_id: str) -> bool:
     """Put one dead letter's event back on its stream once (the admin's "replay"); False if it is gone.
 
     Its entry's other dead letters (other groups that gave up on the same entry) leave with it,
-    as in `replay_dead_letters`: replaying again, from any of them, adds nothing. WATCH makes two
-    operators pressing "replay" at once put it back once: the second finds it gone.
+    as in `replay_dead_letters`: replaying again, from any of them, adds nothing, and neither
+    does a replay that a concurrent one beat to it.
     """
-    while True:
-        with client.pipeline(transaction=True) as pipe:
-            pipe.watch(topic.dead_letters)
-            found = pipe.xrange(topic.dead_letters, min=letter_id, max=letter_id)
-            if not found:
-                return False
-            origin = _origin(*found[0])
-            letters = [
-                (other_id, fields.get(STREAM_FIELD.encode(), b""))
-                for other_id, fields in pipe.xrange(topic.dead_letters)
-                if _origin(other_id, fields) == origin
-            ]
-            payload = next((payload for _, payload in letters if payload), b"")
-            pipe.multi()
-            if payload:
-                pipe.xadd(topic.stream, {STREAM_FIELD: payload})
-            pipe.xdel(topic.dead_letters, *[other_id for other_id, _ in letters])
-            try:
-                pipe.execute()
-            except redis.WatchError:
-                continue  # the dead letters changed meanwhile: look again
-            return bool(payload)
+    found = client.xrange(topic.dead_letters, min=letter_id, max=letter_id)
+    if not found:
+        return False
+    origin = _origin(*found[0])
+    letter_ids = [
+        other_id for other_id, fields in client.xrange(topic.dead_letters) if _origin(other_id, fields) == origin
+    ]
+    return bool(_replay_entry(client, topic, letter_ids))
+
+
+# One entry's dead letters back to the stream, atomically, and only by the replay that removes
+# them: whoever comes second (another `replay-dead`, the admin's button) finds them gone and adds
+# nothing. KEYS: the stream and its dead letters (stream:T and stream:T:dead today; one hash slot
+# once they are named stream:{T}...). ARGV: the event's field name, then the entry's letter ids.
+# Returns 1 if the event went back (a letter without an event is only removed).
+REPLAY_ENTRY = """
+local field, ids, payload = ARGV[1], {}, nil
+for i = 2, #ARGV do
+    ids[#ids + 1] = ARGV[i]
+    local found = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i])
+    if found[1] and not payload then
+        local fields = found[1][2]
+        for j = 1, #fields, 2 do
+            if fields[j] == field and fields[j + 1] ~= '' then payload = fields[j + 1] end
+        end
+    end
+end
+if redis.call('XDEL', KEYS[2], unpack(ids)) == 0 or not payload then return 0 end
+redis.call('XADD', KEYS[1], '*', field, payload)
+return 1
+"""
+REPLAY_BATCH = 500  # entries per round trip
+
+
+def _replay_entry(client: redis.Redis, topic: Topic, letter_ids: list[bytes]) -> int:
+    """Run REPLAY_ENTRY for one entry's dead letters (on a client or a pipeline); 1 if its event went back."""
+    return client.register_script(REPLAY_ENTRY)(
+        keys=[topic.stream, topic.dead_letters], args=[STREAM_FIELD, *letter_ids]
+    )
 
 
 def _origin(letter_id: bytes, fields: dict[bytes, bytes]) -> bytes:
     """The stream entry a dead letter came from (the letter itself if it does not say)."""
     return fields.get(b"entry_id") or letter_id
-
-
-def _replay_entry(client: redis.Redis, topic: Topic, letters: list[tuple[bytes, bytes]]) -> int:
-    """XADD the entry's event back and XDEL all its dead letters, atomically; 1 if an event went back."""
-    payload = next((payload for _, payload in letters if payload), b"")
-    pipe = client.pipeline(transaction=True)
-    if payload:
-        pipe.xadd(topic.stream, {STREAM_FIELD: payload})
-    pipe.xdel(topic.dead_letters, *[letter_id for letter_id, _ in letters])
-    pipe.execute()
-    return 1 if payload else 0
 
 
 def _decode_event(raw: bytes) -> Any:

@@ -42,6 +42,8 @@ def test_the_secret_can_come_from_a_file(tmp_path):
             "DJANGO_SECRET_KEY_FILE='/nonexistent/secret' cannot be read",
         ),
         ({"RIDEHAIL_STREAM_MAXLEN": "lots"}, "RIDEHAIL_STREAM_MAXLEN='lots' is not an integer"),
+        ({"RIDEHAIL_DB_STATEMENT_TIMEOUT": "soon"}, "RIDEHAIL_DB_STATEMENT_TIMEOUT='soon' is not a number"),
+        ({"RIDEHAIL_DB_CONNECT_TIMEOUT": "1"}, "RIDEHAIL_DB_CONNECT_TIMEOUT=1 must be at least 2"),
         ({"RIDEHAIL_THROTTLE_AUTH": "20 per minute"}, "RIDEHAIL_THROTTLE_AUTH='20 per minute' is not a rate"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' must start with redis://"),
         ({"DATABASE_URL": "mysqlx://nowhere"}, "DATABASE_URL='mysqlx://nowhere' cannot be parsed"),

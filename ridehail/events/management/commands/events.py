@@ -5,6 +5,7 @@ from typing import Any
 
 import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import Error as DatabaseError
 
 from ridehail.events.connection import worker_redis
 from ridehail.events.status import dead_letters, outbox_status, replay_dead_letters, topic_status
@@ -49,7 +50,13 @@ class Command(BaseCommand):
         return chosen
 
     def _status(self, client: redis.Redis, *, as_json: bool) -> None:
-        status: dict[str, Any] = {"outbox": outbox_status(), "redis": "ok", "topics": []}
+        # Each of the database and Redis reports what it knows whether or not the other answers:
+        # an outage is when the on-call person needs these figures most.
+        status: dict[str, Any] = {"outbox": None, "database": "ok", "redis": "ok", "topics": []}
+        try:
+            status["outbox"] = outbox_status()
+        except DatabaseError as exc:
+            status["database"] = f"unreachable: {str(exc).strip() or type(exc).__name__}"
         try:
             status["topics"] = [topic_status(client, topic) for topic in declared_topics()]
         except redis.RedisError as exc:
@@ -58,9 +65,11 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(status, indent=2))
         else:
             self._print_status(status)
-        if status["redis"] != "ok":
-            # What the database knows is printed above; the exit code says the rest is missing.
-            raise CommandError(f"Redis is {status['redis']}", returncode=1)
+        names = {"database": "The database", "redis": "Redis"}
+        failed = [f"{names[name]} is {status[name]}" for name in names if status[name] != "ok"]
+        if failed:
+            # What the other one knows is printed above; the exit code says the rest is missing.
+            raise CommandError("; ".join(failed), returncode=1)
 
     def _print_status(self, status: dict[str, Any]) -> None:
         for topic in status["topics"]:
@@ -87,6 +96,9 @@ class Command(BaseCommand):
         if status["redis"] != "ok":
             self.stdout.write(f"Redis is {status['redis']}")
         outbox = status["outbox"]
+        if outbox is None:
+            self.stdout.write(f"The database is {status['database']} (the outbox backlog is not known)")
+            return
         age = f", oldest {outbox['oldest_pending_age_s']}s" if outbox["pending"] else ""
         self.stdout.write(f"outbox   {outbox['pending']} event(s) waiting to be published{age}")
 
