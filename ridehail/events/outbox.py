@@ -1,10 +1,13 @@
-"""The outbox relay: publishes what the fast path could not, and prunes what went out.
+"""The outbox relay: publishes every row the request that committed it did not, and prunes what went out.
 
 It runs as a thread inside every worker process (`run_subscriber`), so a committed event
-reaches Redis with nothing running but the web server, the workers and Redis. Several
-relays at once are safe: publishing is idempotent per event and ordered per key. The
-relay does not trim streams: only the web processes do, with their RIDEHAIL_STREAM_MAXLEN,
-so a worker started with another value cannot shorten a stream behind their back.
+reaches Redis with nothing running but the web server, the workers and Redis. It waits on
+the wake-up list a request pushes to when it leaves a row to the relay (publisher.py), so
+such a row goes out at once; the same wait ends after `interval` for a scan that finds what
+nobody could announce (Redis was down, a process died after its commit). Several relays at
+once are safe: publishing is idempotent per event and ordered per key. The relay does not
+trim streams: only the web processes do, with their RIDEHAIL_STREAM_MAXLEN, so a worker
+started with another value cannot shorten a stream behind their back.
 """
 
 import logging
@@ -12,33 +15,31 @@ import threading
 import time
 from datetime import timedelta
 
-import redis
 from django.conf import settings
-from django.db import Error as DatabaseError
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from ridehail.events.connection import Backoff
+from ridehail.events.connection import Backoff, worker_redis
 from ridehail.events.models import OutboxEvent
-from ridehail.events.publisher import BATCH_SIZE, LEAVE_TO_THE_FAST_PATH, publish_pending_rows
+from ridehail.events.publisher import BATCH_SIZE, RELAY_WAKE, publish_pending
 
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 60.0
 
 
-def relay_once(*, trim: bool = True, older_than: float = 0.0) -> int:
-    """Publish every pending row (older than `older_than` seconds), batch after batch; returns how many."""
+def relay_once(*, trim: bool = True) -> int:
+    """Publish every pending row, batch after batch; returns how many."""
     total = new = 0
     while True:
-        rows, fresh = publish_pending_rows(trim=trim, older_than=older_than)
+        rows, fresh = publish_pending(trim=trim)
         total, new = total + rows, new + fresh
         if rows < BATCH_SIZE:
             break
     if new:
-        # Only events that had not reached Redis: the fast path had failed (Redis down or
-        # slow) or its process died after the commit.
-        logger.info("outbox: published %d event(s) that missed the fast path", new)
+        # Events that had not reached Redis: their request left them to the relay (Redis was
+        # down or slow, an older version of the key was pending) or its process died.
+        logger.info("outbox: published %d event(s) that their request did not", new)
     return total
 
 
@@ -53,19 +54,38 @@ class OutboxRelay(threading.Thread):
         self.stop = stop
         self.interval = interval
         self.backoff = Backoff(first=interval, maximum=10.0)
+        self.wake_client = worker_redis(timeout=interval + 5.0)  # longer than a BLPOP
+        self.cannot_wait = False
 
     def run(self) -> None:
-        delay, last_prune = 0.0, 0.0
-        while not self.stop.wait(delay):
-            close_old_connections()
+        last_prune = 0.0
+        while not self.stop.is_set():
+            # Whatever goes wrong in a round (Redis, the database, a row no one foresaw) is
+            # logged with its traceback, and the next round runs: a relay that dies leaves
+            # every later event of a process whose request could not publish it unannounced.
             try:
-                relay_once(trim=False, older_than=LEAVE_TO_THE_FAST_PATH)
+                close_old_connections()
+                relay_once(trim=False)
                 if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
                     prune_published(older_than=timedelta(seconds=settings.RIDEHAIL_OUTBOX_RETENTION))
                     last_prune = time.monotonic()
-                delay = self.interval
                 self.backoff.reset()
-            except (redis.RedisError, DatabaseError) as exc:
+            except Exception:
                 delay = self.backoff.next_delay()
-                logger.warning("outbox: relay failed (%s); retrying in %.1fs", exc, delay)
+                logger.exception("outbox: relay round failed; retrying in %.1fs", delay)
+                self.stop.wait(delay)
+                continue
+            self.wait_for_work()
         connections.close_all()
+
+    def wait_for_work(self) -> None:
+        """Until a request leaves a row to the relay, or `interval` has passed (or stop is set)."""
+        try:
+            if self.wake_client.blpop([RELAY_WAKE], timeout=self.interval):
+                self.wake_client.delete(RELAY_WAKE)  # the round about to run covers them all
+            self.cannot_wait = False
+        except Exception:
+            if not self.cannot_wait:  # once per outage; the rounds say what else fails
+                logger.exception("outbox: cannot wait for wake-ups; scanning every %.1fs", self.interval)
+            self.cannot_wait = True
+            self.stop.wait(self.interval)

@@ -1,28 +1,31 @@
 """Where every event is published.
 
-A durable topic's event goes through the transactional outbox: `publish_on_commit()`
-writes it into the outbox inside the caller's transaction and, once that commits,
-publishes it at once (the fast path). If Redis is down the row waits, and the outbox
-relay (ridehail/events/outbox.py) publishes it when Redis is back. Each event goes to the
-stream (durable) and the Pub/Sub channel (live) in one atomic script that runs at most
-once per event, so retries and concurrent relays can never put an event on the stream
-twice, and a key's events always leave in version order.
+The protocol, in one paragraph: a durable event is written to the outbox table in the
+transaction that makes the change. After the commit, the request thread runs the publish
+script once. The script appends the event to its stream and PUBLISHes it on its channel only
+if the key's mark in Redis (the last version of the key that went out, kept by the same
+script) is the version just before it; the thread then marks its own row published. If the
+script answers that an older version of the key is not out yet, the thread leaves its row
+pending, wakes the relay and returns; if Redis cannot be reached, the row simply stays
+pending. The relay, a thread in every worker, is woken at once or finds the rows on its
+periodic scan, and publishes every pending row in commit order and marks it: a key's
+oldest pending row always follows a version whose row is marked published, so the relay
+owns that key's pending rows and publishes them in version order. The script never appends
+a version the key's mark says is out, so a request and relays racing for one row put it on
+the stream once. Every committed event therefore reaches its stream at least once, in
+per-key version order; only if Redis loses data (FLUSHALL, a restart without persistence, a
+failover) can a row that went out but was not marked yet go out again, with the same
+`eventId` and version, which every consumer ignores as not newer than what it holds.
 
-Order per key is kept in Redis, not by reading the outbox: the fast path publishes version
-N only if version N-1's marker is there (or N is 1). If it is not (N-1 waits in the
-outbox because Redis was down, or is still on its way from another process), it waits a
-moment while N-1 may still be on its own fast path, then the slow path publishes every
-pending row of the key in order. So the common case costs the transaction
-nothing beyond its own outbox row, and the row is marked published by a batch, shortly after
-(marks.py), not by a second transaction per change.
+The mark is one field per key in one hash per topic (`stream:T:published`), not one key per
+event: because a key's versions go out in order, "version N went out" is "the mark is at
+least N", and nothing has to expire.
 
 A live-only topic's event is published at once with `publish_live()`: no database, no
 stream; if Redis is down the caller is told, because there is nothing worth keeping.
 """
 
 import logging
-import time
-from datetime import timedelta
 
 import redis
 from django.conf import settings
@@ -33,45 +36,40 @@ from redis.commands.core import Script
 
 from ridehail.events import metrics
 from ridehail.events.connection import shared_redis
-from ridehail.events.marks import marks
 from ridehail.events.models import OutboxEvent
 from ridehail.events.topic import STREAM_FIELD, DurableEvent, Event, Topic, declared_topics
 
 logger = logging.getLogger(__name__)
 
-# Long enough to cover a retry after a crash between publishing and marking the row, and the
-# gap between two versions of a key that order is checked across.
-DEDUPE_SECONDS = 3600
 BATCH_SIZE = 500
 PUBLISHED, ALREADY, OUT_OF_ORDER = 1, 0, -1
-# A pending row this young that nobody has tried to publish yet belongs to its fast path: it is
-# being published, or marked (marks.py), right now. The relay leaves it alone that long.
-LEAVE_TO_THE_FAST_PATH = 2.0
-# How long a newer version waits for such an older row to go out or be marked before publishing
-# every pending row of the key itself.
-WAIT_FOR_PREDECESSOR = 1.0
+# The list a request pushes to when it leaves a row to the relay; a relay blocks on it
+# (outbox.py). One element is enough to wake one: the relay publishes every pending row.
+RELAY_WAKE = "outbox:wake"
 
-# KEYS: stream, this event's marker, the previous version's marker ('' for none or not to check),
-# the published-events counter (metrics.py). ARGV: payload, maxlen ('' = do not trim), marker
-# ttl, channel (the topic's name), stream field.
-# Returns PUBLISHED, ALREADY (its marker was there) or OUT_OF_ORDER (the previous one's was not).
+# KEYS: stream, the topic's marks (key -> last version out), the published-events counter
+# (metrics.py). ARGV: payload, maxlen ('' = do not trim), channel (the topic's name), stream
+# field, key, version, '1' to require that the previous version is out ('' not to check).
+# Returns PUBLISHED, ALREADY (the mark says this version is out) or OUT_OF_ORDER.
 _PUBLISH_ONCE = Script(
     None,
     b"""
-if redis.call('EXISTS', KEYS[2]) == 1 then
+local out = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0')
+local version = tonumber(ARGV[6])
+if out >= version then
   return 0
 end
-if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
+if ARGV[7] == '1' and out ~= version - 1 then
   return -1
 end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
 if ARGV[2] == '' then
-  redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[1])
+  redis.call('XADD', KEYS[1], '*', ARGV[4], ARGV[1])
 else
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], ARGV[1])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[4], ARGV[1])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[1])
-redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 return 1
 """,
 )
@@ -115,60 +113,35 @@ def _durable_topic_of(event: DurableEvent) -> Topic:
 
 
 def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
-    # The change is committed whatever happens here: a Redis outage must not turn the
-    # request into an error. The row stays pending and the relay publishes it later.
+    # The change is committed whatever happens here: a Redis or database outage must not
+    # turn the request into an error, and nothing here waits for anything. Whatever does not
+    # go out now stays pending, and the relay publishes it.
+    client = shared_redis()
     try:
-        result = publish_once(
-            shared_redis(), topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
-        )
+        result = publish_once(client, topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True)
         if result == OUT_OF_ORDER:
-            result = _publish_once_the_predecessor_settles(topic, row)
-        if result == OUT_OF_ORDER:
-            publish_pending(topic=topic, key=row.key)  # the older ones first, then this one
-        else:
-            marks.add(row.id)
+            # An older version of the key is pending (or on its way from another request): the
+            # relay owns the key's pending rows now, in order.
+            wake_relay(client)
+            return
     except redis.RedisError as exc:
         logger.warning("events of %s %s wait in the outbox (Redis: %s)", topic.name, row.key, exc)
         _record_failed_attempt(topic, row.key, exc)
+        return
+    try:
+        mark_published([row.id])
     except DatabaseError as exc:
-        # Published, but not marked: the relay republishes it, and the marker drops the copy.
-        logger.warning("events of %s %s not marked as published (database: %s)", topic.name, row.key, exc)
+        # Out, but not marked: the relay finds it pending, the key's mark says it is out, and
+        # the relay only marks it.
+        logger.warning("event of %s %s not marked as published (database: %s)", topic.name, row.key, exc)
 
 
-def _publish_once_the_predecessor_settles(topic: Topic, row: OutboxEvent) -> int:
-    """Retry the in-order publish while an older row of the key may still be on its fast path.
-
-    The previous version's marker is missing. Usually that version is merely in flight (it
-    committed just before this one, and its process publishes it within milliseconds). But
-    its marker may also have been wiped (FLUSHALL, Redis restarted empty) after it went out
-    and before its batch marked the row: publishing every pending row now would put it on
-    the stream a second time. So while an older row is young and untried, wait for one of
-    the two to settle it: its marker appears (publish this one in order) or its row is
-    marked (nothing older is pending: the slow path publishes only this one). A row that
-    failed to publish or is older than the fast path's window is not waited for.
-    """
-    deadline = time.monotonic() + WAIT_FOR_PREDECESSOR
-    delay = 0.002
-    while _older_row_on_its_fast_path(topic, row) and time.monotonic() < deadline:
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-        result = publish_once(
-            shared_redis(), topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
-        )
-        if result != OUT_OF_ORDER:
-            return result
-    return OUT_OF_ORDER
-
-
-def _older_row_on_its_fast_path(topic: Topic, row: OutboxEvent) -> bool:
-    return OutboxEvent.objects.filter(
-        topic=topic.name,
-        key=row.key,
-        id__lt=row.id,
-        published_at__isnull=True,
-        attempts=0,
-        created_at__gte=timezone.now() - timedelta(seconds=LEAVE_TO_THE_FAST_PATH),
-    ).exists()
+def wake_relay(client: redis.Redis) -> None:
+    """Tell a relay there are rows to publish; raises redis.RedisError if Redis cannot take it."""
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(RELAY_WAKE, 1)
+    pipe.ltrim(RELAY_WAKE, 0, 0)  # a wake-up nobody took yet is as good as many
+    pipe.execute()
 
 
 def _record_failed_attempt(topic: Topic, key: str, exc: Exception) -> None:
@@ -179,59 +152,60 @@ def _record_failed_attempt(topic: Topic, key: str, exc: Exception) -> None:
         logger.warning("could not record the failed attempt for %s %s: %s", topic.name, key, db_exc)
 
 
-def publish_pending(
-    *, topic: Topic | None = None, key: str | None = None, client: redis.Redis | None = None, trim: bool = True
-) -> int:
-    """Publish unpublished outbox rows (all, or one key's) in commit order; returns how many rows.
+class RowsNotPublished(Exception):
+    """Some rows of a batch could not be published; the others were, and were marked."""
 
-    A key's older pending events always go out before its newer ones, whichever process
-    gets there first: each publishes every pending row of the key in order.
+
+def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> tuple[int, int]:
+    """Publish one batch of pending outbox rows in commit order and mark them; returns
+    (rows, how many of them were new to Redis).
+
+    Only rows of the topics this code declares: a row of another topic (written by a newer
+    or older release) waits for code that knows it, instead of failing every batch. A key's
+    pending rows come in version order, and the oldest follows a version whose row is marked
+    published (even if a lost mark in Redis no longer says so): it goes out without the
+    in-order check, the key's next ones with it, so a row that fails does not let its
+    successors overtake it. A pending row can already be out (its request published it and
+    has not marked it yet, or could not): the key's mark makes that publish a no-op. Raises
+    RowsNotPublished, after marking the rest, if Redis refused some rows.
     """
-    rows, _ = publish_pending_rows(topic=topic, key=key, client=client, trim=trim)
-    return rows
-
-
-def publish_pending_rows(
-    *,
-    topic: Topic | None = None,
-    key: str | None = None,
-    client: redis.Redis | None = None,
-    trim: bool = True,
-    older_than: float = 0.0,
-) -> tuple[int, int]:
-    """Like `publish_pending`, and also says how many of the rows were new to Redis.
-
-    A row can be pending and yet already out: the fast path publishes right after the
-    commit and its batch marks the row a moment later. The marker makes that second publish
-    a no-op, and the count says so. `older_than` (seconds) leaves the newest rows to the
-    fast path that is about to mark them.
-    """
-    pending = OutboxEvent.objects.filter(published_at__isnull=True).order_by("id")
-    if topic is not None:
-        pending = pending.filter(topic=topic.name)
-    if key is not None:
-        pending = pending.filter(key=key)
-    if older_than:
-        pending = pending.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than))
+    topics = {declared.name: declared for declared in declared_topics() if declared.durable}
+    pending = OutboxEvent.objects.filter(published_at__isnull=True, topic__in=topics).order_by("id")
     rows = list(pending.values_list("id", "topic", "key", "version", "payload")[:BATCH_SIZE])
     if not rows:
         return 0, 0
-    topics = {declared.name: declared for declared in declared_topics()}
     pipe = (client or shared_redis()).pipeline(transaction=False)
-    for _, name, row_key, version, payload in rows:
-        publish_once(pipe, topic=topics[name], key=row_key, version=version, payload=payload, trim=trim)
-    new = sum(1 for result in pipe.execute() if result == PUBLISHED)
-    _mark_published([row_id for row_id, *_ in rows])
-    return len(rows), new
+    first_of_key: set[tuple[str, str]] = set()
+    for _, name, key, version, payload in rows:
+        follows_a_row_of_this_batch = (name, key) in first_of_key
+        first_of_key.add((name, key))
+        publish_once(
+            pipe,
+            topic=topics[name],
+            key=key,
+            version=version,
+            payload=payload,
+            trim=trim,
+            in_order=follows_a_row_of_this_batch,
+        )
+    results = pipe.execute(raise_on_error=False)
+    mark_published([row[0] for row, result in zip(rows, results, strict=True) if result in (PUBLISHED, ALREADY)])
+    failures = [(row, result) for row, result in zip(rows, results, strict=True) if isinstance(result, Exception)]
+    if failures:
+        (_, name, key, version, _), error = failures[0]
+        raise RowsNotPublished(
+            f"{len(failures)} outbox row(s) not published, the first {name} {key} v{version}: {error}"
+        ) from error
+    return len(rows), sum(1 for result in results if result == PUBLISHED)
 
 
-def _mark_published(row_ids: list[int]) -> None:
-    OutboxEvent.objects.filter(id__in=row_ids).update(published_at=timezone.now())
+def mark_published(row_ids: list[int]) -> None:
+    OutboxEvent.objects.filter(id__in=row_ids, published_at__isnull=True).update(published_at=timezone.now())
 
 
-def marker(topic: Topic, key: str, version: int) -> str:
-    """The key whose presence says this version of this key went out."""
-    return f"{topic.stream}:published:{key}:{version}"
+def marks(topic: Topic) -> str:
+    """The hash of the topic's marks: per key, the last version that went out."""
+    return f"{topic.stream}:published"
 
 
 def publish_once(
@@ -246,14 +220,22 @@ def publish_once(
 ) -> int | None:
     """XADD to the stream and PUBLISH on the channel, unless this version of this key already went out.
 
-    `in_order`: only if the previous version went out (else OUT_OF_ORDER, nothing done).
-    `trim=False` appends without trimming: the relay in the workers leaves trimming to the
-    web processes, so one RIDEHAIL_STREAM_MAXLEN (the web's) decides how long streams are.
-    Returns the script's answer (None on a pipeline, whose results come with execute()).
+    `in_order`: only if the previous version is the last that went out (else OUT_OF_ORDER,
+    nothing done). `trim=False` appends without trimming: the relay in the workers leaves
+    trimming to the web processes, so one RIDEHAIL_STREAM_MAXLEN (the web's) decides how
+    long streams are. Returns the script's answer (None on a pipeline, whose results come
+    with execute()).
     """
-    previous = marker(topic, key, version - 1) if in_order and version > 1 else ""
     return _PUBLISH_ONCE(
-        keys=[topic.stream, marker(topic, key, version), previous, metrics.PUBLISHED],
-        args=[payload, settings.RIDEHAIL_STREAM_MAXLEN if trim else "", DEDUPE_SECONDS, topic.channel, STREAM_FIELD],
+        keys=[topic.stream, marks(topic), metrics.PUBLISHED],
+        args=[
+            payload,
+            settings.RIDEHAIL_STREAM_MAXLEN if trim else "",
+            topic.channel,
+            STREAM_FIELD,
+            key,
+            version,
+            "1" if in_order else "",
+        ],
         client=client,
     )

@@ -12,7 +12,6 @@ from django.core.management import CommandError, call_command
 
 from conftest import make_drivers, online_in_database
 from ridehail.events.connection import worker_redis
-from ridehail.events.marks import marks
 from ridehail.events.stream import StreamRunner
 from ridehail.events.topic import STREAM_FIELD
 from rides.subscribers import MATCHING_POOL, MatchingPoolHandler
@@ -146,7 +145,6 @@ def test_garbage_on_the_stream_is_dead_lettered_at_once(start_worker, redis_clie
 def test_events_status_and_replay_dead(redis_client, capsys):
     driver = make_drivers(1)[0]
     set_driver_availability(driver_id=driver.id, available=True)
-    marks.flush()  # its row marked published now, not within the next 0.1 s
     runner = StreamRunner(MatchingPoolHandler(worker_redis()), read_client=worker_redis(), stop=threading.Event())
     runner.ensure_group()
     event = DriverStatusChanged(driver.id, False, datetime.now(UTC), uuid.uuid4(), 2)
