@@ -99,7 +99,7 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
-# The body of every 503 for a database outage (JSON); users/fast_path.py sends the same bytes.
+# The body of every 503 for a database outage (JSON).
 DATABASE_UNAVAILABLE = b'{"detail":"The database is unavailable; try again shortly."}'
 
 

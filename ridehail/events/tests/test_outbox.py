@@ -45,6 +45,10 @@ def relay() -> Iterator[OutboxRelay]:
     stop = threading.Event()
     thread = OutboxRelay(stop, interval=60.0)
     thread.start()
+    # Its first scan is over once it blocks on the wake-up list: a test that then points this
+    # process at an unreachable Redis (miss_redis) can no longer hand the relay that client.
+    client = shared_redis()
+    wait_until(lambda: any(c["cmd"] == "blpop" for c in client.client_list()), what="the relay waiting")
     yield thread
     stop.set()
     wake_relay(shared_redis())  # out of its wait now, not in a minute
