@@ -43,9 +43,22 @@ def relay_once(*, trim: bool = True) -> int:
     return total
 
 
+PRUNE_BATCH = 10_000  # rows per DELETE: each stays well within RIDEHAIL_DB_STATEMENT_TIMEOUT
+
+
 def prune_published(*, older_than: timedelta) -> int:
-    deleted, _ = OutboxEvent.objects.filter(published_at__lt=timezone.now() - older_than).delete()
-    return deleted
+    """Delete rows published before `older_than`, oldest first, in batches.
+
+    One DELETE of a day's rows at thousands of events a second would outlast the statement
+    timeout, be cancelled every time, and the table would only grow.
+    """
+    cutoff, deleted = timezone.now() - older_than, 0
+    while True:
+        old = OutboxEvent.objects.filter(published_at__lt=cutoff).order_by("id")
+        batch, _ = OutboxEvent.objects.filter(id__in=list(old.values_list("id", flat=True)[:PRUNE_BATCH])).delete()
+        deleted += batch
+        if batch < PRUNE_BATCH:
+            return deleted
 
 
 class OutboxRelay(threading.Thread):
