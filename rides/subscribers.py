@@ -15,16 +15,16 @@ from django.conf import settings
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.worker import Worker
 from rides.events import RIDE_STATUS, RideStatusChanged
-from rides.matching import Outcome, match, try_to_match
+from rides.matching import Outcome, match
 from rides.models import RideStatus
 from rides.pool import MATCHING_POOL
-from rides.selectors import overdue_ride_ids, waiting_ride_ids
+from rides.selectors import overdue_ride_ids, waiting_rides
 from rides.services import expire_ride
 from users.driver_set import DriverSetHandler
 
 __all__ = ["MATCHING_POOL", "WORKER", "MatchingPoolHandler", "RideMatcher"]
 
-RETRY_BATCH = 200  # waiting rides tried per retry round, oldest first
+RETRY_PAGE = 200  # waiting rides read per query of a retry round (a round tries every one)
 
 
 class MatchingPoolHandler(DriverSetHandler):
@@ -85,8 +85,11 @@ class RideMatcher(Handler[RideStatusChanged]):
         for ride_id in overdue_ride_ids(timeout_seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
             if expire_ride(ride_id=ride_id) is not None:
                 self.logger.info("ride %s expired: no driver in %gs", ride_id, settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS)
-        for ride_id in waiting_ride_ids(limit=RETRY_BATCH):
-            try_to_match(self.redis, ride_id)
+        # Every waiting ride, however many wait where no driver is: a ride in reach of a free
+        # driver is never starved by the others. A ride assigned or cancelled since its page was
+        # read ends its attempt: the assignment re-checks under the row lock.
+        for ride in waiting_rides(page_size=RETRY_PAGE):
+            match(self.redis, ride)
 
 
 WORKER = Worker("rides", [MatchingPoolHandler, RideMatcher])
