@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 AUTH = "auth"  # login (every way in) and register, per client address
 DRIVER_LOCATION = "driver-location"  # position reports, per driver
+RIDES = "rides"  # ride requests and cancels, per rider (rides/apis.py)
 KEY_PREFIX = "ridehail:throttle"
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
