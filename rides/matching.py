@@ -77,7 +77,8 @@ def match(client: redis.Redis, ride: RideState) -> Attempt:
     The event may be older than the ride (it was assigned or cancelled since): the assignment
     re-checks the status under the row lock, so nothing is read first.
     """
-    if timezone.now() - ride.requested_at >= timedelta(seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
+    # Waiting since it last became requested (its timestamp): a ride given back waits anew.
+    if timezone.now() - ride.timestamp >= timedelta(seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
         return _expire(ride.ride_id)
     for driver_id in candidates(client, pickup=ride.pickup):
         try:

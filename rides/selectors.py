@@ -70,9 +70,23 @@ def waiting_rides(*, page_size: int) -> Iterator[RideState]:
 
 
 def overdue_ride_ids(*, timeout_seconds: float) -> list[uuid.UUID]:
-    """Requested rides older than the matching timeout: to expire."""
+    """Requested rides waiting for a driver longer than the matching timeout: to expire.
+
+    Waiting since they last became requested (a ride given back by a deactivated driver waits
+    anew); requested_at is never later, so the ride_waiting index still narrows the search.
+    """
     deadline = timezone.now() - timedelta(seconds=timeout_seconds)
-    rides = Ride.objects.filter(status=RideStatus.REQUESTED, requested_at__lte=deadline)
+    rides = Ride.objects.filter(
+        status=RideStatus.REQUESTED, requested_at__lte=deadline, status_changed_at__lte=deadline
+    )
+    return list(rides.values_list("id", flat=True))
+
+
+def rides_of_inactive_drivers(driver_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Assigned rides whose driver was deactivated (or this driver's, if inactive): to give back."""
+    rides = Ride.objects.filter(status=RideStatus.ASSIGNED, driver__is_active=False)
+    if driver_id is not None:
+        rides = rides.filter(driver_id=driver_id)
     return list(rides.values_list("id", flat=True))
 
 
