@@ -247,6 +247,8 @@ RIDEHAIL_THROTTLE_RATES = {
     "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),
     "driver-status": env_rate("RIDEHAIL_THROTTLE_DRIVER_STATUS", "120/minute"),  # status changes, per driver
     "driver-location": env_rate("RIDEHAIL_THROTTLE_DRIVER_LOCATION", "120/minute"),  # position reports, per driver
+    # ride requests and cancels together, per rider: a trip takes one or two, a changed mind three
+    "rides": env_rate("RIDEHAIL_THROTTLE_RIDES", "10/minute"),
 }
 
 # The web server's processes (WEB_CONCURRENCY, as the production command reads it).

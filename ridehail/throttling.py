@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 AUTH = "auth"  # login (every way in) and register, per client address
 DRIVER_STATUS = "driver-status"  # status changes, per driver
 DRIVER_LOCATION = "driver-location"  # position reports, per driver
+RIDES = "rides"  # ride requests and cancels, per rider (rides/apis.py)
 KEY_PREFIX = "ridehail:throttle"
 
 

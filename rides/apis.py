@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ridehail.schema import responses
+from ridehail.throttling import RIDES, ScopedThrottle
 from rides.events import Point
 from rides.models import Ride, RideStatus
 from rides.pool import MATCHING_POOL
@@ -38,6 +39,18 @@ def conflict(exc: RideConflict) -> Response:
     return Response({"detail": exc.detail, "status": exc.status}, status=status.HTTP_409_CONFLICT)
 
 
+class RideThrottle(ScopedThrottle):
+    """Ride requests and cancels, per caller, in one window (reads are not limited): each makes
+    events and work for the matcher, so one account cannot flood them by asking and cancelling."""
+
+    scope = RIDES
+
+    def ident(self, request: Request) -> str | None:
+        if request.method != "POST" or not request.user.is_authenticated:
+            return None
+        return str(request.user.pk)
+
+
 class MatchingPoolApi(DriverSetApi):
     driver_set = MATCHING_POOL
 
@@ -46,10 +59,11 @@ class RidesApi(APIView):
     """POST: a rider requests a ride. GET: staff list recent rides."""
 
     permission_classes = [IsAuthenticated]
+    throttle_classes = [RideThrottle]
 
     @extend_schema(
         request=RideRequestSerializer,
-        responses={**responses({201: RideSerializer}, 400, 401, 403, 415), 409: CONFLICT},
+        responses={**responses({201: RideSerializer}, 400, 401, 403, 415, 429), 409: CONFLICT},
     )
     def post(self, request: Request) -> Response:
         if request.user.is_driver:
@@ -105,8 +119,9 @@ class CancelRideApi(APIView):
     """Its rider, or staff; a requested or assigned ride."""
 
     permission_classes = [IsAuthenticated]
+    throttle_classes = [RideThrottle]
 
-    @extend_schema(request=None, responses={**responses({200: RideSerializer}, 401, 403, 404), 409: CONFLICT})
+    @extend_schema(request=None, responses={**responses({200: RideSerializer}, 401, 403, 404, 429), 409: CONFLICT})
     def post(self, request: Request, ride_id: str) -> Response:
         ride = RideApi.visible_ride(request, ride_id)
         if not (ride.rider_id == request.user.pk or is_operator(request.user)):

@@ -1,8 +1,9 @@
 """Matching a requested ride to the nearest free driver.
 
 Candidates come from the locations service's geo index (fresh positions within
-RIDEHAIL_MATCH_RADIUS_KM of the pickup, nearest first), are kept if they are in the rides
-worker's matching pool and have no assigned ride, and are tried in order: the assignment is
+RIDEHAIL_MATCH_RADIUS_KM of the pickup of drivers in the rides worker's matching pool,
+nearest first), are kept if the database says they are free (active, online, no assigned
+ride), read further until enough are free, and are tried in order: the assignment is
 one transaction (rides.services.assign_ride) in which the database has the last word. A
 driver taken meanwhile by another worker is skipped for the next one; a ride taken or
 cancelled meanwhile ends the attempt.
@@ -20,15 +21,15 @@ from django.utils import timezone
 
 from locations.selectors import nearby_drivers
 from rides.events import Point, RideState
-from rides.models import Ride, RideStatus
 from rides.pool import MATCHING_POOL
-from rides.selectors import busy_driver_ids, ride_state
+from rides.selectors import free_driver_ids
 from rides.services import DriverUnavailable, assign_ride, expire_ride
 from users.selectors import usernames
 
 logger = logging.getLogger("rides")
 
-CANDIDATES = 20  # the nearest drivers asked for; a city with more busy ones in range waits for the retry
+CANDIDATES = 20  # free drivers tried per attempt, nearest first (another worker may take some meanwhile)
+WIDEN = 4  # how much more of the geo index each further ask reads, when busy drivers fill the nearest
 
 
 class Outcome(enum.Enum):
@@ -44,27 +45,30 @@ class Attempt:
     driver_id: uuid.UUID | None = None
 
 
-def candidates(client: redis.Redis, *, pickup: Point) -> list[uuid.UUID]:
-    """Free drivers near the pickup, nearest first: fresh position, in the matching pool, no assigned ride."""
-    near = nearby_drivers(
-        client,
-        lat=pickup.lat,
-        lng=pickup.lng,
-        radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
-        limit=CANDIDATES,
-        among=MATCHING_POOL.key,
-    )
-    ids = [entry.position.driver_id for entry in near]
-    busy = busy_driver_ids(ids) if ids else set()
-    return [driver_id for driver_id in ids if driver_id not in busy]
+def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -> list[uuid.UUID]:
+    """Up to `limit` free drivers in reach of the pickup, nearest first.
 
-
-def try_to_match(client: redis.Redis, ride_id: uuid.UUID) -> Attempt:
-    """One attempt for a ride known only by its id (a retry): read it, then match it."""
-    ride = Ride.objects.filter(pk=ride_id, status=RideStatus.REQUESTED).first()
-    if ride is None:
-        return Attempt(Outcome.NOT_WAITING)
-    return match(client, ride_state(ride))
+    The geo index knows who is online and near (the pool's members with a fresh position),
+    the database who is free (active, online, no assigned ride). When busy drivers crowd the
+    nearest out, the ask widens until it holds `limit` free ones or everyone in reach: however
+    many busy drivers are nearer, a free one in reach is offered.
+    """
+    ask = limit
+    while True:
+        near = nearby_drivers(
+            client,
+            lat=pickup.lat,
+            lng=pickup.lng,
+            radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
+            limit=ask,
+            among=MATCHING_POOL.key,
+        )
+        ids = [entry.position.driver_id for entry in near]
+        free = free_driver_ids(ids) if ids else set()
+        found = [driver_id for driver_id in ids if driver_id in free]
+        if len(found) >= limit or len(near) < ask:
+            return found[:limit]
+        ask *= WIDEN
 
 
 def match(client: redis.Redis, ride: RideState) -> Attempt:
@@ -73,7 +77,8 @@ def match(client: redis.Redis, ride: RideState) -> Attempt:
     The event may be older than the ride (it was assigned or cancelled since): the assignment
     re-checks the status under the row lock, so nothing is read first.
     """
-    if timezone.now() - ride.requested_at >= timedelta(seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
+    # Waiting since it last became requested (its timestamp): a ride given back waits anew.
+    if timezone.now() - ride.timestamp >= timedelta(seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
         return _expire(ride.ride_id)
     for driver_id in candidates(client, pickup=ride.pickup):
         try:

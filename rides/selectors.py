@@ -1,14 +1,15 @@
 """Reads on rides: for the API, the matcher and the dashboard."""
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from rides.events import Point, RideState
 from rides.models import ACTIVE, Ride, RideStatus
-from users.models import User
+from users.models import Role, User
 from users.permissions import is_operator
 
 
@@ -53,23 +54,47 @@ def active_rides() -> list[RideState]:
     return [ride_state(ride) for ride in Ride.objects.filter(status__in=ACTIVE).order_by("requested_at")]
 
 
-def waiting_ride_ids(*, limit: int) -> list[uuid.UUID]:
-    """Requested rides, oldest first: what the matcher tries again."""
-    rides = Ride.objects.filter(status=RideStatus.REQUESTED).order_by("requested_at")
-    return list(rides.values_list("id", flat=True)[:limit])
+def waiting_rides(*, page_size: int) -> Iterator[RideState]:
+    """Every requested ride, oldest first, read a page at a time: what the matcher tries again.
+
+    Keyset pages on (requested_at, id), so a ride is read once however many share an instant,
+    and a round reaches every waiting ride however many wait before it.
+    """
+    rides = Ride.objects.filter(status=RideStatus.REQUESTED).order_by("requested_at", "id")
+    page = list(rides[:page_size])
+    while page:
+        yield from (ride_state(ride) for ride in page)
+        last = page[-1]
+        after = Q(requested_at__gt=last.requested_at) | Q(requested_at=last.requested_at, id__gt=last.id)
+        page = list(rides.filter(after)[:page_size]) if len(page) == page_size else []
 
 
 def overdue_ride_ids(*, timeout_seconds: float) -> list[uuid.UUID]:
-    """Requested rides older than the matching timeout: to expire."""
+    """Requested rides waiting for a driver longer than the matching timeout: to expire.
+
+    Waiting since they last became requested (a ride given back by a deactivated driver waits
+    anew); requested_at is never later, so the ride_waiting index still narrows the search.
+    """
     deadline = timezone.now() - timedelta(seconds=timeout_seconds)
-    rides = Ride.objects.filter(status=RideStatus.REQUESTED, requested_at__lte=deadline)
+    rides = Ride.objects.filter(
+        status=RideStatus.REQUESTED, requested_at__lte=deadline, status_changed_at__lte=deadline
+    )
     return list(rides.values_list("id", flat=True))
 
 
-def busy_driver_ids(driver_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these drivers have an assigned ride."""
-    rides = Ride.objects.filter(driver_id__in=driver_ids, status=RideStatus.ASSIGNED)
-    return set(rides.values_list("driver_id", flat=True))
+def rides_of_inactive_drivers(driver_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Assigned rides whose driver was deactivated (or this driver's, if inactive): to give back."""
+    rides = Ride.objects.filter(status=RideStatus.ASSIGNED, driver__is_active=False)
+    if driver_id is not None:
+        rides = rides.filter(driver_id=driver_id)
+    return list(rides.values_list("id", flat=True))
+
+
+def free_driver_ids(driver_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these drivers may be offered a ride now, in one query: active, online, no assigned ride."""
+    assigned = Ride.objects.filter(driver=OuterRef("pk"), status=RideStatus.ASSIGNED)
+    drivers = User.objects.filter(pk__in=driver_ids, role=Role.DRIVER, is_active=True, is_available=True)
+    return set(drivers.exclude(Exists(assigned)).values_list("id", flat=True))
 
 
 def ride_versions(ride_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:

@@ -6,7 +6,7 @@ transaction (published once it commits). What the database refuses (a second act
 for a rider, a second assigned ride for a driver) ends in a clean exception, never a 500.
 
     requested ──► assigned ──► completed
-        │    \\        │
+        │    \\  ◄──┘ │      (back to requested: its driver was deactivated)
         ▼     ▼       ▼
      expired  cancelled
 """
@@ -75,9 +75,11 @@ def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
                 return None
             # The driver's row too, in the order status changes take it: going offline and
             # being assigned a ride cannot cross.
+            # Active too: a driver deactivated by any means (a queryset .update() included, which
+            # nothing hears) is never given a ride.
             available = (
                 User.objects.select_for_update()
-                .filter(pk=driver_id, role=Role.DRIVER)
+                .filter(pk=driver_id, role=Role.DRIVER, is_active=True)
                 .values_list("is_available", flat=True)
                 .first()
             )
@@ -90,6 +92,22 @@ def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
         # The partial unique index: the driver was given another ride a moment ago. The whole
         # transaction is rolled back; nothing of it happened.
         raise DriverUnavailable(f"driver {driver_id} has an assigned ride already") from None
+    return ride
+
+
+def release_ride(*, ride_id: uuid.UUID) -> Ride | None:
+    """Give an assigned ride back to matching (requested, no driver) if its driver was deactivated.
+
+    Their token is refused, so they could never complete it. None if the ride is no longer
+    assigned or its driver is active. It waits for a driver anew: the matching timeout counts
+    from now (status_changed_at), not from requested_at.
+    """
+    with transaction.atomic():
+        ride = Ride.objects.select_for_update().filter(pk=ride_id, status=RideStatus.ASSIGNED).first()
+        if ride is None or User.objects.filter(pk=ride.driver_id, is_active=True).exists():
+            return None
+        ride.driver_id, ride.assigned_at = None, None
+        _change(ride, RideStatus.REQUESTED, extra_fields=["driver", "assigned_at"])
     return ride
 
 

@@ -6,6 +6,7 @@
 | `RideMatcher`: every requested ride matched to the nearest free driver | `ride-status-changed` | stream, always |
 """
 
+import logging
 import time
 import uuid
 
@@ -15,16 +16,16 @@ from django.conf import settings
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.worker import Worker
 from rides.events import RIDE_STATUS, RideStatusChanged
-from rides.matching import Outcome, match, try_to_match
+from rides.matching import Outcome, match
 from rides.models import RideStatus
 from rides.pool import MATCHING_POOL
-from rides.selectors import overdue_ride_ids, waiting_ride_ids
-from rides.services import expire_ride
+from rides.selectors import overdue_ride_ids, rides_of_inactive_drivers, waiting_rides
+from rides.services import expire_ride, release_ride
 from users.driver_set import DriverSetHandler
 
 __all__ = ["MATCHING_POOL", "WORKER", "MatchingPoolHandler", "RideMatcher"]
 
-RETRY_BATCH = 200  # waiting rides tried per retry round, oldest first
+RETRY_PAGE = 200  # waiting rides read per query of a retry round (a round tries every one)
 
 
 class MatchingPoolHandler(DriverSetHandler):
@@ -36,6 +37,15 @@ class MatchingPoolHandler(DriverSetHandler):
 
     def on_removed(self, driver_id: uuid.UUID) -> None:
         self.logger.info("driver %s removed from matching pool", driver_id)
+        release_rides_of_inactive(self.logger, driver_id)
+
+
+def release_rides_of_inactive(logger: logging.Logger, driver_id: uuid.UUID | None = None) -> None:
+    """Assigned rides of deactivated drivers go back to matching: at once when the deactivation
+    took the driver offline (its event), else at the next rebuild (a queryset .update())."""
+    for ride_id in rides_of_inactive_drivers(driver_id):
+        if release_ride(ride_id=ride_id) is not None:
+            logger.info("ride %s back to matching: its driver was deactivated", ride_id)
 
 
 class RideMatcher(Handler[RideStatusChanged]):
@@ -77,7 +87,9 @@ class RideMatcher(Handler[RideStatusChanged]):
             self.retry_waiting()
 
     def rebuild(self) -> None:
-        """The database is the matcher's state: catching up is trying every waiting ride now."""
+        """The database is the matcher's state: catching up is trying every waiting ride now,
+        after giving back the rides of drivers deactivated by means no event told of."""
+        release_rides_of_inactive(self.logger)
         self.retry_waiting()
 
     def retry_waiting(self) -> None:
@@ -85,8 +97,11 @@ class RideMatcher(Handler[RideStatusChanged]):
         for ride_id in overdue_ride_ids(timeout_seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
             if expire_ride(ride_id=ride_id) is not None:
                 self.logger.info("ride %s expired: no driver in %gs", ride_id, settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS)
-        for ride_id in waiting_ride_ids(limit=RETRY_BATCH):
-            try_to_match(self.redis, ride_id)
+        # Every waiting ride, however many wait where no driver is: a ride in reach of a free
+        # driver is never starved by the others. A ride assigned or cancelled since its page was
+        # read ends its attempt: the assignment re-checks under the row lock.
+        for ride in waiting_rides(page_size=RETRY_PAGE):
+            match(self.redis, ride)
 
 
 WORKER = Worker("rides", [MatchingPoolHandler, RideMatcher])

@@ -1,10 +1,12 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from users.models import Role, User
-from users.services import set_driver_availability
+from users.services import deactivate_user, set_driver_availability
 
 
 @admin.register(User)
@@ -18,7 +20,7 @@ class UserAdmin(DjangoUserAdmin):
         ("Ride-hailing", {"fields": ["role", "is_available", "status_version", "status_changed_at"]}),
     ]
     add_fieldsets = [(None, {"fields": ["username", "role", "password1", "password2"]})]
-    actions = ["set_online", "set_offline"]
+    actions = ["set_online", "set_offline", "deactivate"]
 
     @admin.action(description="Set selected drivers online")
     def set_online(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
@@ -27,6 +29,19 @@ class UserAdmin(DjangoUserAdmin):
     @admin.action(description="Set selected drivers offline")
     def set_offline(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         self._set_availability(request, queryset, available=False)
+
+    @admin.action(description="Deactivate selected users (drivers go offline)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        user_ids = list(queryset.values_list("id", flat=True))
+        for user_id in user_ids:
+            deactivate_user(user_id=user_id)
+        self.message_user(request, f"{len(user_ids)} user(s) deactivated.", messages.SUCCESS)
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        """Unticking "active" ends access through the service, so a driver also goes offline."""
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            deactivate_user(user_id=obj.pk)
 
     def _set_availability(self, request: HttpRequest, queryset: QuerySet[User], *, available: bool) -> None:
         changed = 0

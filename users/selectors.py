@@ -19,12 +19,16 @@ class DriverState:
 
 
 def driver_states(driver_ids: Iterable[uuid.UUID] | None = None) -> list[DriverState]:
-    """Every driver's (or these drivers') availability and version."""
+    """Every driver's (or these drivers') availability and version.
+
+    A deactivated driver is never available, whatever the row's flag says: a queryset
+    `.update(is_active=False)` publishes nothing, and the next rebuild takes them out.
+    """
     drivers = User.objects.filter(role=Role.DRIVER)
     if driver_ids is not None:
         drivers = drivers.filter(pk__in=list(driver_ids))
-    rows = drivers.values_list("id", "is_available", "status_version")
-    return [DriverState(driver_id, available, version) for driver_id, available, version in rows]
+    rows = drivers.values_list("id", "is_available", "is_active", "status_version")
+    return [DriverState(driver_id, available and active, version) for driver_id, available, active, version in rows]
 
 
 def existing_driver_ids(driver_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:

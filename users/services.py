@@ -59,6 +59,19 @@ def revoke_credentials(request: HttpRequest, *, token: Token | None) -> None:
     logout(request)
 
 
+def deactivate_user(*, user_id: uuid.UUID) -> None:
+    """End a user's access; a driver also goes offline, through the status change (its event).
+
+    The event takes them out of the workers' sets at once, and the rides worker gives an
+    assigned ride of theirs back to matching. Matching itself never relies on it: the
+    assignment refuses an inactive driver (so a queryset `.update()` is safe too).
+    """
+    with transaction.atomic():
+        User.objects.filter(pk=user_id).update(is_active=False)
+        if User.objects.filter(pk=user_id, role=Role.DRIVER).exists():
+            set_driver_availability(driver_id=user_id, available=False)
+
+
 def set_driver_availability(*, driver_id: uuid.UUID, available: bool | None = None) -> StatusChange:
     """Set (or with `available=None`, toggle) a driver's availability and announce it.
 

@@ -194,3 +194,24 @@ def test_the_services_refuse_transitions_the_status_does_not_allow(rider):
         complete_ride(ride_id=ride_id)
     assert refused.value.status == "requested"
     assert Ride.objects.get().version == 1
+
+
+# -- rate limit ----------------------------------------------------------------------------
+
+
+def test_ride_requests_and_cancels_are_rate_limited_per_rider_with_retry_after(rider, settings, redis_client):
+    """Failed before: requests and cancels were not limited at all."""
+    settings.RIDEHAIL_THROTTLE_RATES = {**settings.RIDEHAIL_THROTTLE_RATES, "rides": "3/minute"}
+    ride = requested(rider)
+    assert client_for(rider).post(f"/api/rides/{ride['rideId']}/cancel").status_code == 200
+    second = requested(rider)  # the third in the window: requests and cancels count together
+
+    cancel = client_for(rider).post(f"/api/rides/{second['rideId']}/cancel")
+    again = request_ride(make_user("other-rider"))
+
+    assert cancel.status_code == 429
+    assert 0 < int(cancel["Retry-After"]) <= 60
+    assert Ride.objects.get(pk=second["rideId"]).status == RideStatus.REQUESTED  # nothing changed
+    assert request_ride(rider).status_code == 429
+    assert again.status_code == 201  # another rider has a window of their own
+    assert client_for(rider).get(f"/api/rides/{second['rideId']}").status_code == 200  # reads are not limited

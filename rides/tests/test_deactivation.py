@@ -1,0 +1,102 @@
+"""A deactivated driver is out of matching at once, by any means, and a ride assigned to them
+goes back to matching (requested) to be given to another driver."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.test import Client
+
+from conftest import make_drivers, make_user
+from rides.matching import Outcome, match
+from rides.models import Ride, RideStatus
+from rides.pool import MATCHING_POOL
+from rides.selectors import ride_state
+from rides.services import DriverUnavailable, assign_ride
+from rides.subscribers import MatchingPoolHandler, RideMatcher
+from rides.tests.test_matching import online_at as online_through_workers
+from rides.tests.test_matching_reach import METRE, PICKUP, online_at, riders, rides_for
+from tests.processes import wait_until
+from users.models import User
+from users.services import deactivate_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_driver_deactivated_by_a_queryset_update_is_never_assigned(redis_client):
+    """Failed before: nothing heard the .update(), and the next ride was assigned to them."""
+    (driver,) = make_drivers(1)
+    online_at(redis_client, [driver], [PICKUP])
+    User.objects.filter(pk=driver.pk).update(is_active=False)
+    (ride,) = rides_for(riders(1, "rider"), PICKUP)
+
+    assert match(redis_client, ride_state(ride)).outcome is Outcome.NO_DRIVER
+    with pytest.raises(DriverUnavailable):  # the database refuses them, whoever asks
+        assign_ride(ride_id=ride.pk, driver_id=driver.pk)
+    assert Ride.objects.get(pk=ride.pk).status == RideStatus.REQUESTED
+
+
+def test_a_rebuild_takes_them_out_of_the_pool_and_gives_their_ride_to_another_driver(redis_client):
+    """Failed before: the pool kept them, and their assigned ride stayed theirs."""
+    gone, other = make_drivers(2)
+    online_at(redis_client, [gone, other], [PICKUP, (PICKUP[0] + 300 * METRE, PICKUP[1])])
+    (ride,) = rides_for(riders(1, "rider"), PICKUP, drivers=[gone])
+    User.objects.filter(pk=gone.pk).update(is_active=False)
+
+    MatchingPoolHandler(redis_client).rebuild()
+    RideMatcher(redis_client).rebuild()
+
+    assert MATCHING_POOL.members(redis_client) == [str(other.id)]
+    ride = Ride.objects.get(pk=ride.pk)
+    # given back (version 2), matched again (3)
+    assert (ride.status, ride.driver_id, ride.version) == (RideStatus.ASSIGNED, other.id, 3)
+
+
+def test_a_ride_given_back_waits_anew_for_the_matching_timeout(redis_client, settings):
+    settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS = 60
+    (gone,) = make_drivers(1)
+    online_at(redis_client, [gone], [PICKUP])
+    (ride,) = rides_for(riders(1, "rider"), PICKUP, drivers=[gone])
+    Ride.objects.filter(pk=ride.pk).update(requested_at=datetime(2020, 1, 1, tzinfo=UTC))  # asked long ago
+    User.objects.filter(pk=gone.pk).update(is_active=False)
+
+    RideMatcher(redis_client).rebuild()
+
+    assert Ride.objects.get(pk=ride.pk).status == RideStatus.REQUESTED  # not expired: waiting since now
+
+
+def test_deactivating_through_the_service_gives_the_ride_to_another_driver_at_once(start_worker, redis_client, rider):
+    """Failed before: there was no way to end a driver's access that also took them out of matching."""
+    start_worker("locations")
+    rides = start_worker("rides", env={"RIDEHAIL_MATCH_RETRY_SECONDS": "0.2"})
+    gone, other = make_drivers(2)
+    online_through_workers(gone, *PICKUP, redis_client)
+    (ride,) = rides_for([rider], PICKUP, drivers=[gone])
+    online_through_workers(other, PICKUP[0] + 300 * METRE, PICKUP[1], redis_client)
+
+    deactivate_user(user_id=gone.pk)
+
+    reassigned = wait_until(
+        lambda: Ride.objects.filter(pk=ride.pk, status=RideStatus.ASSIGNED, driver=other).first(),
+        timeout=5,
+        what="the ride given to the other driver",
+    )
+    assert reassigned.version == 3  # created assigned (1), given back (2), assigned again (3)
+    rides.wait_for_output(f"ride {ride.pk} back to matching: its driver was deactivated")
+    assert str(gone.id) not in MATCHING_POOL.members(redis_client)
+    gone.refresh_from_db()
+    assert (gone.is_active, gone.is_available) == (False, False)
+
+
+def test_the_admin_deactivates_through_the_service(redis_client):
+    (driver,) = make_drivers(1)
+    online_at(redis_client, [driver], [PICKUP])
+    operator = make_user("admin")
+    User.objects.filter(pk=operator.pk).update(is_staff=True, is_superuser=True)
+    browser = Client()
+    browser.force_login(User.objects.get(pk=operator.pk))
+
+    response = browser.post("/admin/users/user/", {"action": "deactivate", "_selected_action": [str(driver.pk)]})
+
+    assert response.status_code == 302
+    driver.refresh_from_db()
+    assert (driver.is_active, driver.is_available, driver.status_version) == (False, False, 2)
