@@ -17,9 +17,12 @@ per-key version order; only if Redis loses data (FLUSHALL, a restart without per
 failover) can a row that went out but was not marked yet go out again, with the same
 `eventId` and version, which every consumer ignores as not newer than what it holds.
 
-The mark is one field per key in one hash per topic (`stream:T:published`), not one key per
-event: because a key's versions go out in order, "version N went out" is "the mark is at
-least N", and nothing has to expire.
+The mark is one small key per topic and key (`<stream>:mark:<key>`), not one per event:
+because a key's versions go out in order, "version N went out" is "the mark is at least N".
+It is forgotten a week after the key's last event (MARK_TTL), so keys that are done (a
+completed ride) do not pile up in Redis. Order never depends on it: a mark that expired or
+was flushed only sends the key's next version through the relay, which publishes a key's
+oldest pending row without asking the mark.
 
 A live-only topic's event is published at once with `publish_live()`: no database, no
 stream; if Redis is down the caller is told, because there is nothing worth keeping.
@@ -47,14 +50,17 @@ PUBLISHED, ALREADY, OUT_OF_ORDER = 1, 0, -1
 # (outbox.py). One element is enough to wake one: the relay publishes every pending row.
 RELAY_WAKE = "outbox:wake"
 
-# KEYS: stream, the topic's marks (key -> last version out), the published-events counter
+MARK_TTL = 7 * 24 * 3600  # seconds: see the module docstring; not a timing the order relies on
+
+# KEYS: stream, the key's mark (the last version out), the published-events counter
 # (metrics.py). ARGV: payload, maxlen ('' = do not trim), channel (the topic's name), stream
-# field, key, version, '1' to require that the previous version is out ('' not to check).
+# field, key, version, '1' to require that the previous version is out ('' not to check), the
+# mark's time to live.
 # Returns PUBLISHED, ALREADY (the mark says this version is out) or OUT_OF_ORDER.
 _PUBLISH_ONCE = Script(
     None,
     b"""
-local out = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0')
+local out = tonumber(redis.call('GET', KEYS[2]) or '0')
 local version = tonumber(ARGV[6])
 if out >= version then
   return 0
@@ -62,7 +68,7 @@ end
 if ARGV[7] == '1' and out ~= version - 1 then
   return -1
 end
-redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
+redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[8])
 if ARGV[2] == '' then
   redis.call('XADD', KEYS[1], '*', ARGV[4], ARGV[1])
 else
@@ -203,9 +209,9 @@ def mark_published(row_ids: list[int]) -> None:
     OutboxEvent.objects.filter(id__in=row_ids, published_at__isnull=True).update(published_at=timezone.now())
 
 
-def marks(topic: Topic) -> str:
-    """The hash of the topic's marks: per key, the last version that went out."""
-    return f"{topic.stream}:published"
+def mark(topic: Topic, key: str) -> str:
+    """The key holding the last version of `key` that went out on `topic`'s stream."""
+    return f"{topic.stream}:mark:{key}"
 
 
 def publish_once(
@@ -227,7 +233,7 @@ def publish_once(
     with execute()).
     """
     return _PUBLISH_ONCE(
-        keys=[topic.stream, marks(topic), metrics.PUBLISHED],
+        keys=[topic.stream, mark(topic, key), metrics.PUBLISHED],
         args=[
             payload,
             settings.RIDEHAIL_STREAM_MAXLEN if trim else "",
@@ -236,6 +242,7 @@ def publish_once(
             key,
             version,
             "1" if in_order else "",
+            MARK_TTL,
         ],
         client=client,
     )

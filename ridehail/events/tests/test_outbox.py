@@ -17,7 +17,7 @@ from conftest import client_for, make_drivers
 from ridehail.events.connection import shared_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import OutboxRelay, prune_published, relay_once
-from ridehail.events.publisher import marks, wake_relay
+from ridehail.events.publisher import MARK_TTL, mark, wake_relay
 from ridehail.events.topic import STREAM_FIELD
 from rides.events import RIDE_STATUS
 from tests.channels import ChannelListener
@@ -74,7 +74,8 @@ def test_a_change_is_published_and_its_row_marked_by_its_own_request(driver, red
     assert (row.event_id, row.key, row.version) == (change.event_id, str(driver.id), 1)
     assert stream_events(redis_client) == [json.loads(row.payload)]
     assert row.published_at is not None  # marked before the request returned: no batch, no thread
-    assert redis_client.hget(marks(DRIVER_STATUS), str(driver.id)) == b"1"
+    assert redis_client.get(mark(DRIVER_STATUS, str(driver.id))) == b"1"
+    assert 0 < redis_client.ttl(mark(DRIVER_STATUS, str(driver.id))) <= MARK_TTL  # done keys do not pile up
 
 
 def test_a_newer_version_whose_older_one_is_pending_is_left_to_the_relay_which_is_woken_at_once(
@@ -314,3 +315,13 @@ def test_changes_made_while_redis_is_down_reach_the_stream_in_order_once(own_red
     wait_until(lambda: pending() == [], what="outbox drained")
     assert relay_once() == 0
     worker.wait_for_output("outbox: published")
+
+
+def test_a_forgotten_mark_sends_the_next_version_through_the_relay_in_order_without_a_copy(driver, redis_client, relay):
+    set_driver_availability(driver_id=driver.id, available=True)
+    redis_client.delete(mark(DRIVER_STATUS, str(driver.id)))  # expired (MARK_TTL) or evicted
+
+    set_driver_availability(driver_id=driver.id, available=False)
+
+    wait_until(lambda: pending() == [], what="version 2 published by the woken relay")
+    assert [event["version"] for event in stream_events(redis_client)] == [1, 2]
