@@ -2,7 +2,7 @@
 
 Each benchmark runs the project's path and its raw anchor in the same invocation,
 alternating, on a Redis of its own, and reports project ÷ anchor: the machine is shared and
-noisy, so only ratios measured side by side mean much. Quick by default (a few minutes);
+noisy, so only ratios measured side by side mean much. Quick by default (about 13 minutes from a fresh clone);
 `--full` runs longer and more rounds. `--only NAME` runs one (and does not write the file).
 """
 

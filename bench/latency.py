@@ -126,7 +126,7 @@ def run(
             "Each receiver is a process of its own (bench/latency_worker.py): the project's is the rides "
             "PubSubRunner with its real handler; the anchor's a bare redis-py subscriber. Both clocks are "
             "CLOCK_MONOTONIC. The project's clock starts once the change has committed (SQLite here), so it "
-            "includes the outbox fast path: reading the pending row, the publish script, and marking the row."
+            "includes the on-commit publish: the publish script and marking the row."
         ),
         targets=[Target("commit → applied p99 ÷ raw Pub/Sub p99", ratio, "≤ 3", ratio <= 3)],
     )

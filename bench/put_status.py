@@ -191,8 +191,9 @@ def run(
             "connections over 1,000 drivers, every request a toggle, answered by the DRF view (the only "
             "implementation). 'GET /api/users/me' is an authenticated DRF read on the same server: the cost of "
             "any token request here. pgbench runs bench/put_status.sql, the endpoint's transaction "
-            "(row lock, update, outbox insert, commit); the endpoint also marks rows published, in batches "
-            "(ridehail/events/marks.py), and publishes to Redis, which pgbench does not. wrk, pgbench, "
+            "(row lock, update, outbox insert, commit); after the commit the endpoint also "
+            "publishes to Redis and marks its own row published (ridehail/events/publisher.py), which pgbench "
+            "does not. wrk, pgbench, "
             "PostgreSQL and the server share the two cores."
         ),
         targets=[
