@@ -8,8 +8,8 @@ from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from ridehail import throttling
 from ridehail.events.connection import shared_redis
+from ridehail.web import throttling
 from tests.channels import ChannelListener
 from tests.processes import ManagedProcess, RedisServer
 from tests.servers import manage_py

@@ -17,8 +17,8 @@ from locations.serializers import (
 )
 from locations.services import report_position
 from ridehail.events.connection import shared_redis
-from ridehail.schema import responses
-from ridehail.throttling import DRIVER_LOCATION, DriverThrottle
+from ridehail.web.schema import responses
+from ridehail.web.throttling import DRIVER_LOCATION, DriverThrottle
 from users.apis import DriverSetApi
 from users.permissions import IsDriver, IsRiderOrOperator
 

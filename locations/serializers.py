@@ -6,7 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from locations.events import LATITUDE, LONGITUDE
-from ridehail.api import StrictSerializer
+from ridehail.web.api import StrictSerializer
 
 
 class CoordinateField(serializers.FloatField):

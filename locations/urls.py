@@ -1,5 +1,5 @@
 from locations import apis
-from ridehail.api import optional_slash_path
+from ridehail.web.api import optional_slash_path
 
 urlpatterns = [
     optional_slash_path("api/locations/tracking", apis.TrackingApi.as_view(), name="tracking"),

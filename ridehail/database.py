@@ -10,7 +10,7 @@ stays open and a query waits for as long as it lasts (the kernel gives up after 
 - and, for a server that accepts bytes and answers nothing (the case none of those cover: its
   kernel acknowledges every byte), `BoundedConnection` waits at most the statement timeout plus
   ANSWER_MARGIN for any answer, then closes the connection and raises OperationalError, which
-  requests turn into a 503 (ridehail/http.py) and workers into a backoff (ridehail/events/runner.py).
+  requests turn into a 503 (ridehail/web/http.py) and workers into a backoff (ridehail/events/runner.py).
 
 SQLite is local: none of this applies to it.
 """

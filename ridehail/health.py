@@ -9,7 +9,7 @@ from django.db.utils import Error as DatabaseError
 from django.http import HttpRequest, JsonResponse
 
 from ridehail.events.connection import shared_redis
-from ridehail.http import allow_methods
+from ridehail.web.http import allow_methods
 
 # Seconds /readyz waits for each dependency (they are asked at the same time): a stalled one is
 # reported as down within the probe's own timeout (docker-compose.yml gives it 3 s), however

@@ -6,7 +6,7 @@ sidecar, could pick its own address), and with `--forwarded-allow-ips=*` it take
 *leftmost* address, the one the client wrote itself. Rate limits per client address would then
 be reset by a new header on each try. Instead the server passes the headers through untouched
 and Django alone decides what to believe: X-Forwarded-For the RIDEHAIL_TRUSTED_PROXIES hops from
-the right (ridehail/throttling.py), X-Forwarded-Proto only with DJANGO_HTTPS and a trusted proxy
+the right (ridehail/web/throttling.py), X-Forwarded-Proto only with DJANGO_HTTPS and a trusted proxy
 (settings.SECURE_PROXY_SSL_HEADER). One rule, the same flags whatever the settings say.
 
 `--ws-max-size 65536`: dashboards only listen; a client sending more than 64 KiB at once is

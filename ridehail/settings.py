@@ -38,7 +38,7 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
 # How many proxies in front of the web server append to X-Forwarded-For (and may set
 # X-Forwarded-Proto). 0: clients connect directly, and those headers are never believed. The
 # server itself never rewrites the client address from headers (ridehail/server.py); DRF reads
-# them, this many hops from the right (NUM_PROXIES below, ridehail/throttling.py).
+# them, this many hops from the right (NUM_PROXIES below, ridehail/web/throttling.py).
 RIDEHAIL_TRUSTED_PROXIES = env_int("RIDEHAIL_TRUSTED_PROXIES", 0, minimum=0)
 # A TLS-terminating proxy in front must set X-Forwarded-Proto; without a trusted proxy a client
 # could send it itself, so it is believed only when RIDEHAIL_TRUSTED_PROXIES says there is one.
@@ -88,14 +88,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ridehail.metrics.http.request_latency",  # first: the time it measures includes every other middleware
-    "ridehail.http.ChunkedBodyMiddleware",  # before anything reads the body (CSRF reads forms)
+    "ridehail.web.http.ChunkedBodyMiddleware",  # before anything reads the body (CSRF reads forms)
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "ridehail.http.MethodNotAllowedMiddleware",  # before the CSRF check: a wrong method is a 405
-    "ridehail.http.DatabaseUnavailableMiddleware",  # a view's database outage: a JSON 503
+    "ridehail.web.http.MethodNotAllowedMiddleware",  # before the CSRF check: a wrong method is a 405
+    "ridehail.web.http.DatabaseUnavailableMiddleware",  # a view's database outage: a JSON 503
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -205,8 +205,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["ridehail.parsers.JSONParser"],  # refuses JSON nested too deep
-    "EXCEPTION_HANDLER": "ridehail.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["ridehail.web.parsers.JSONParser"],  # refuses JSON nested too deep
+    "EXCEPTION_HANDLER": "ridehail.web.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Rate limits count per client address this many hops from the right of X-Forwarded-For
     # (BaseThrottle.get_ident); 0: the TCP peer, the header never believed.
@@ -240,7 +240,7 @@ CACHES = {
 }
 
 # Request rates per scope ("N/second|minute|hour|day"); over the limit: 429 with Retry-After.
-# Counted in Redis (ridehail/throttling.py); while Redis is unreachable each web process counts
+# Counted in Redis (ridehail/web/throttling.py); while Redis is unreachable each web process counts
 # alone and allows rate / RIDEHAIL_WEB_PROCESSES, so together they stay within the rate.
 RIDEHAIL_THROTTLE_RATES = {
     # login on every way in (API, /accounts/login/, /admin/login/) and register, per client address

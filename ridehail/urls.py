@@ -4,11 +4,11 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ridehail import health
-from ridehail.api import optional_slash_path
 from ridehail.events.admin import dead_letters_view
-from ridehail.http import api_not_found
 from ridehail.metrics.views import metrics
-from ridehail.throttling import limit_login_attempts
+from ridehail.web.api import optional_slash_path
+from ridehail.web.http import api_not_found
+from ridehail.web.throttling import limit_login_attempts
 
 # The admin's "View site" link leads operators to the live dashboard.
 admin.site.site_url = "/dashboard/"

@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ridehail.schema import responses
-from ridehail.throttling import RIDES, ScopedThrottle
+from ridehail.web.schema import responses
+from ridehail.web.throttling import RIDES, ScopedThrottle
 from rides.events import Point
 from rides.models import Ride, RideStatus
 from rides.pool import MATCHING_POOL

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from locations.events import LATITUDE, LONGITUDE
 from locations.serializers import CoordinateField
-from ridehail.api import StrictSerializer
+from ridehail.web.api import StrictSerializer
 from rides.models import RideStatus
 
 

@@ -1,4 +1,4 @@
-from ridehail.api import UUID_PATTERN, optional_slash_path
+from ridehail.web.api import UUID_PATTERN, optional_slash_path
 from rides import apis
 
 RIDE = rf"api/rides/(?P<ride_id>{UUID_PATTERN})"

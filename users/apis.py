@@ -12,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ridehail.events.connection import shared_redis
-from ridehail.schema import responses
-from ridehail.throttling import AUTH, DRIVER_STATUS, ClientAddressThrottle, DriverThrottle
+from ridehail.web.schema import responses
+from ridehail.web.throttling import AUTH, DRIVER_STATUS, ClientAddressThrottle, DriverThrottle
 from users.driver_set import VersionedDriverSet
 from users.permissions import IsDriver, IsOperator
 from users.selectors import driver_status

@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ridehail.api import StrictSerializer
+from ridehail.web.api import StrictSerializer
 from users.models import Role, User
 from users.services import StatusChange
 

@@ -1,4 +1,4 @@
-from ridehail.api import optional_slash_path
+from ridehail.web.api import optional_slash_path
 from users import apis
 
 urlpatterns = [

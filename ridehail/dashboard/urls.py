@@ -1,9 +1,9 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from ridehail.api import optional_slash_path
 from ridehail.dashboard.views import dashboard
-from ridehail.throttling import limit_login_attempts
+from ridehail.web.api import optional_slash_path
+from ridehail.web.throttling import limit_login_attempts
 
 urlpatterns = [
     optional_slash_path("dashboard", dashboard, name="dashboard"),

@@ -3,7 +3,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from ridehail.http import allow_methods
+from ridehail.web.http import allow_methods
 from users.permissions import is_operator
 
 

@@ -8,8 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from ridehail.http import allow_methods
 from ridehail.metrics.collector import registry
+from ridehail.web.http import allow_methods
 from users.permissions import is_operator
 
 

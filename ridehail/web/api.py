@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ridehail.http import database_unavailable
+from ridehail.web.http import database_unavailable
 
 logger = logging.getLogger(__name__)
 

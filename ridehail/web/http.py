@@ -116,7 +116,7 @@ def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
 class DatabaseUnavailableMiddleware:
     """A database outage in any view (pages, /metrics, the admin) is a JSON 503, not a 500.
 
-    DRF's views answer the same through ridehail.api.exception_handler.
+    DRF's views answer the same through ridehail.web.api.exception_handler.
     """
 
     def __init__(self, get_response: View) -> None:

@@ -8,7 +8,7 @@ import requests
 from django.test import RequestFactory
 
 from conftest import PASSWORD
-from ridehail.throttling import client_address
+from ridehail.web.throttling import client_address
 from tests.servers import AsgiServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import client_for
-from ridehail.parsers import MAX_JSON_DEPTH
+from ridehail.web.parsers import MAX_JSON_DEPTH
 
 pytestmark = pytest.mark.django_db
 
