@@ -137,7 +137,9 @@ def test_snapshot_first_then_each_event(server, staff, driver, other_driver):
     }
     assert event["type"] == "driver-status-changed"
     assert (event["driverId"], event["available"], event["version"]) == (str(other_driver.id), True, 1)
-    assert set(event) == {"type", "driverId", "available", "timestamp", "eventId", "version"}
+    # The event's fields plus the username, as the snapshot names drivers (21.10).
+    assert set(event) == {"type", "driverId", "available", "timestamp", "eventId", "version", "username"}
+    assert event["username"] == "other-driver"
 
 
 def test_every_dashboard_gets_every_event_exactly_once(server, staff, driver, other_driver):
