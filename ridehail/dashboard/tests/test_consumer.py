@@ -188,7 +188,8 @@ def test_a_message_published_straight_on_redis_reaches_the_dashboard(server, sta
             redis_client.publish(CHANNEL, event.to_json())
             return await receive_json(socket)
 
-    assert asyncio.run(scenario()) == {"type": "driver-status-changed", **event.to_dict()}
+    # The event as published, plus the username the dashboard adds (from the database).
+    assert asyncio.run(scenario()) == {"type": "driver-status-changed", **event.to_dict(), "username": "driver"}
 
 
 def test_events_not_newer_than_the_snapshot_are_not_forwarded(server, staff, driver, redis_client):
