@@ -58,10 +58,12 @@ def dashboard_drivers() -> list[dict[str, Any]]:
     ]
 
 
-def driver_versions(driver_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """The current status version of each of these ids that is a driver, in one query."""
-    rows = User.objects.filter(pk__in=list(driver_ids), role=Role.DRIVER).values_list("id", "status_version")
-    return dict(rows)
+def driver_versions(driver_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
+    """The current status version and the username of each of these ids that is a driver, in one query."""
+    rows = User.objects.filter(pk__in=list(driver_ids), role=Role.DRIVER).values_list(
+        "id", "status_version", "username"
+    )
+    return {driver_id: (version, username) for driver_id, version, username in rows}
 
 
 def usernames(user_ids: Iterable[uuid.UUID]) -> dict[str, str]:

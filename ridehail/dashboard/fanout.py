@@ -14,7 +14,8 @@ thread, off the loop that serves the sockets.
 
 Three kinds of frames:
 - status and ride events, each once, in order: an event is shown only if its driver or
-  ride exists in the database, at that version or a later one;
+  ride exists in the database, at that version or a later one; the frame adds the name the
+  page shows (the driver's `username`, the ride's `riderName`), read in the same query;
 - positions, batched: the latest position of each driver that moved, one frame per
   RIDEHAIL_DASHBOARD_POSITION_INTERVAL for the whole process, so 10,000 drivers reporting
   every 2 s cost each page one frame a second;
@@ -166,7 +167,7 @@ class Fanout:
         return deliveries
 
     def _confirmed(self, events: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-        """The events the database vouches for, with what the frame adds (the rider's name).
+        """The events the database vouches for, with what the frame adds (the driver's or rider's name).
 
         Anyone who can reach Redis may publish on the channels (a test, a redis-cli, an attacker)
         and reach the dashboards the same way. An event is published after its commit, so the
@@ -181,8 +182,10 @@ class Fanout:
         found = ride_versions([event.ride.ride_id for event in rides]) if rides else {}
         confirmed = []
         for event in events:
-            if isinstance(event, DriverStatusChanged) and event.version <= drivers.get(event.driver_id, 0):
-                confirmed.append((event, {}))
+            if isinstance(event, DriverStatusChanged) and event.version <= drivers.get(event.driver_id, (0, ""))[0]:
+                # The username, as the snapshot lists drivers: a driver who registered after the
+                # page loaded is named, not shown by an id prefix.
+                confirmed.append((event, {"username": drivers[event.driver_id][1]}))
             elif isinstance(event, RideStatusChanged) and event.version <= found.get(event.ride.ride_id, (0, ""))[0]:
                 confirmed.append((event, {"riderName": found[event.ride.ride_id][1]}))
             else:

@@ -22,6 +22,10 @@ from ridehail.events.status import dead_letters, replay_dead_letter
 from ridehail.events.topic import Topic, declared_topics
 
 STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+ERROR_COLUMN = 80  # characters of last_error the outbox list shows; the row's page has all of it
+
+# Dead letters are no model, so the index's app list would not show them: its template adds them.
+admin.site.index_template = "admin/events/index.html"
 
 
 class PublishedFilter(admin.SimpleListFilter):
@@ -41,11 +45,26 @@ class PublishedFilter(admin.SimpleListFilter):
 class OutboxEventAdmin(admin.ModelAdmin):
     """Read-only: rows are written by `publish_on_commit` and marked by the publisher and relay."""
 
-    list_display = ["id", "topic", "key", "version", "created_at", "published_at", "attempts", "last_error"]
+    # Short columns: a full last_error (a traceback's worth) and long dates pushed the list wider
+    # than the screen.
+    list_display = ["id", "topic", "key", "version", "created", "published", "attempts", "error"]
     list_filter = ["topic", PublishedFilter]
     search_fields = ["key", "event_id"]
     readonly_fields = [field.name for field in OutboxEvent._meta.fields]
     ordering = ["-id"]
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, event: OutboxEvent) -> str:
+        return f"{event.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="published", ordering="published_at")
+    def published(self, event: OutboxEvent) -> str:
+        return f"{event.published_at:%Y-%m-%d %H:%M:%S}" if event.published_at else "waiting"
+
+    @admin.display(description="last error")
+    def error(self, event: OutboxEvent) -> str:
+        first_line = event.last_error.strip().splitlines()[0] if event.last_error.strip() else ""
+        return first_line if len(first_line) <= ERROR_COLUMN else f"{first_line[: ERROR_COLUMN - 1]}…"
 
     # Staff are the operators (SPEC, Accounts): they see the outbox without a model permission
     # granted one by one, as they see the dead letters and /metrics.

@@ -1,5 +1,7 @@
 """docker-compose.yml as an operator relies on it: what runs, in which order, what survives a restart."""
 
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,13 +23,12 @@ def services() -> dict:
 def test_web_runs_the_production_command_published_on_a_configurable_port(services):
     web = services["web"]
     assert web["command"] == ["scripts/serve"]
-    assert web["ports"] == ["${RIDEHAIL_PORT:-8000}:8000"]
+    assert web["ports"] == ["${RIDEHAIL_BIND:-127.0.0.1}:${RIDEHAIL_PORT:-8000}:8000"]
     assert "/readyz" in " ".join(web["healthcheck"]["test"])
 
 
 def test_migrations_run_once_before_web_and_workers_which_wait_on_the_database_and_redis_only(services):
     assert "migrate --noinput" in " ".join(services["migrate"]["command"])
-    assert "create_demo_accounts" in " ".join(services["migrate"]["command"])
     assert services["migrate"]["restart"] == "no"
     for name in APP_SERVICES:
         assert services[name]["depends_on"] == {
@@ -63,7 +64,17 @@ def test_prometheus_scrapes_metrics_with_the_bearer_token(services):
 
 def test_the_image_leaves_caches_and_local_state_out():
     ignored = set((ROOT / ".dockerignore").read_text().split())
-    for entry in [".venv", ".git", "**/__pycache__", ".pytest_cache", ".ruff_cache", "*.sqlite3", "node_modules"]:
+    for entry in [
+        ".venv",
+        ".git",
+        "**/__pycache__",
+        ".pytest_cache",
+        ".ruff_cache",
+        "*.sqlite3",
+        "node_modules",
+        "chaos-runs",  # make chaos's reports
+        ".run",  # make run's local state (the embedded Redis's data)
+    ]:
         assert entry in ignored, entry
 
 
@@ -81,6 +92,69 @@ def test_compose_itself_accepts_the_file():
         [*compose_tool(), "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def published(port: str | dict) -> str:
+    """docker-compose 1.x prints "ip:host:container/proto"; `docker compose` v2 the long form."""
+    if isinstance(port, dict):
+        return f"{port['host_ip']}:{port['published']}:{port['target']}/{port['protocol']}"
+    return port
+
+
+@pytest.mark.skipif(compose_tool() is None, reason="neither docker-compose nor docker compose is installed")
+def test_compose_resolves_the_defaults_to_loopback_ports_and_a_bounded_pool():
+    """What compose itself makes of the file with nothing set in the environment."""
+    overridable = ("RIDEHAIL_", "WEB_CONCURRENCY", "DATABASE_POOL_SIZE", "DJANGO_SUPERUSER_")
+    environment = {name: value for name, value in os.environ.items() if not name.startswith(overridable)}
+    checked = subprocess.run(
+        [*compose_tool(), "-f", str(COMPOSE), "--project-directory", str(ROOT), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
+    assert checked.returncode == 0, checked.stderr
+    resolved = yaml.safe_load(checked.stdout)["services"]
+    ports = [published(port) for service in resolved.values() for port in service.get("ports", [])]
+    assert sorted(ports) == ["127.0.0.1:8000:8000/tcp", "127.0.0.1:9090:9090/tcp"]
+    web = resolved["web"]["environment"]
+    assert (web["WEB_CONCURRENCY"], web["DATABASE_POOL_SIZE"]) == ("4", "10")
+    assert resolved["migrate"]["environment"]["DJANGO_SUPERUSER_PASSWORD"] == ""
+
+
+def test_no_known_password_ships_and_the_first_operator_comes_from_the_environment(services):
+    """Demo accounts are `make run`'s: under compose, a known superuser password is a hole."""
+    assert "demo-pass" not in COMPOSE.read_text()
+    command = " ".join(services["migrate"]["command"])
+    assert "create_demo_accounts" not in command
+    assert "createsuperuser --noinput" in command
+    # Only when both are set, and an existing account is not an error on the next `up`.
+    assert '[ -n "$$DJANGO_SUPERUSER_USERNAME" ] && [ -n "$$DJANGO_SUPERUSER_PASSWORD" ]' in command
+    assert "already taken" in command
+    environment = services["migrate"]["environment"]
+    for name in ("USERNAME", "PASSWORD", "EMAIL"):
+        assert environment[f"DJANGO_SUPERUSER_{name}"] == f"${{DJANGO_SUPERUSER_{name}:-}}", name
+    for name in APP_SERVICES:  # the password stays in the one-shot container
+        assert "DJANGO_SUPERUSER_PASSWORD" not in services[name]["environment"], name
+
+
+def test_every_published_port_binds_to_loopback_unless_the_operator_says_otherwise(services):
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert published, "nothing published"
+    for port in published:
+        assert port.startswith("${RIDEHAIL_BIND:-127.0.0.1}:"), port
+
+
+def test_web_processes_times_pool_size_stay_under_postgres_max_connections(services):
+    """WEB_CONCURRENCY defaults to the host's cores: unbounded, 64 cores x 20 would be 1,280."""
+    environment = services["web"]["environment"]
+    default = lambda value: int(re.fullmatch(r"\$\{\w+:-(\d+)\}", value)[1])  # noqa: E731
+    processes, pool = default(environment["WEB_CONCURRENCY"]), default(environment["DATABASE_POOL_SIZE"])
+    workers = [name for name in APP_SERVICES if name != "web"]
+    max_connections = int(re.search(r"max_connections=(\d+)", " ".join(services["postgres"]["command"]))[1])
+    reserved = 3  # superuser_reserved_connections
+    # migrate holds a pool too, but exits before web and the workers start.
+    assert processes * pool + len(workers) * pool < max_connections - reserved
 
 
 def test_the_file_names_every_service_the_readme_promises():

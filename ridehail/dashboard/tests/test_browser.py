@@ -5,6 +5,7 @@ the map of a simulated city (`make demo`), which is the README's first picture."
 import os
 import re
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conftest import PASSWORD, make_drivers, make_user
 from locations.positions import TRACKED_DRIVERS
+from rides.events import Point
+from rides.services import Trip, request_ride
 from tests.processes import wait_until
 from tests.servers import AsgiServer, manage_py
 from users.models import Role, User
@@ -126,6 +129,87 @@ def test_staff_watch_a_driver_go_online_and_the_page_resyncs_after_a_restart(bro
         expect(connection).to_have_attribute("data-state", "live", timeout=20_000)
         expect(badge(page, amara)).to_have_text("offline")  # resynced from a fresh snapshot
         expect(page.locator("#online-count")).to_have_text("2")
+    finally:
+        server.stop()
+
+
+def test_a_driver_who_comes_online_after_the_page_loaded_is_listed_by_name(browser, redis_client):
+    make_user("operator", is_staff=True)
+    server = AsgiServer(env=NO_TILES).start()
+    try:
+        page = browser.new_page()
+        sign_in(page, server)
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")
+        drivers_card = page.locator(".drivers-card")
+        expect(drivers_card).to_contain_text("No drivers yet.", use_inner_text=True)  # the snapshot held no driver
+
+        zoe = make_user("zoe", role=Role.DRIVER)  # registered after the page loaded: not in its snapshot
+        set_driver_availability(driver_id=zoe.id, available=True)
+
+        row = page.locator(f'li[data-driver-id="{zoe.id}"]')
+        expect(row.locator(".driver-name")).to_have_text("zoe")  # her name, not an id prefix
+        expect(row.locator(".badge")).to_have_text("online")
+        expect(drivers_card).not_to_contain_text("No drivers yet.", use_inner_text=True)  # as shown
+        expect(page.locator("#feed li").first).to_contain_text("zoe went online")
+    finally:
+        server.stop()
+
+
+def test_the_map_falls_back_to_its_grid_when_tiles_fail_to_load(browser, redis_client):
+    make_user("operator", is_staff=True)
+    make_user("amara", role=Role.DRIVER)
+    with socket.socket() as probe:  # a port nothing listens on: every tile is refused, as offline
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    server = AsgiServer(env={"RIDEHAIL_MAP_TILES": f"https://127.0.0.1:{closed}/{{z}}/{{x}}/{{y}}.png"}).start()
+    try:
+        page = browser.new_page()
+        tile_errors: list[str] = []
+        page.on(
+            "requestfailed", lambda request: tile_errors.append(request.url) if str(closed) in request.url else None
+        )
+        sign_in(page, server)
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")
+        expect(page.locator("#map")).to_have_class(re.compile(r"\bno-tiles\b"))  # the grid, not a blank map
+        expect(page.locator("#map .leaflet-tile-pane img")).to_have_count(0)  # the failed layer is gone
+        assert tile_errors, "the test's tiles were never requested"
+    finally:
+        server.stop()
+
+
+def test_an_operator_reads_the_rides_list_the_driver_rows_and_the_update_count(browser, redis_client, start_worker):
+    make_user("operator", is_staff=True)
+    amara, bruno = (make_user(name, role=Role.DRIVER) for name in ("amara", "bruno"))
+    set_driver_availability(driver_id=bruno.id, available=True)
+    for n in range(12):  # more waiting rides than the card shows at once (no rides worker: they wait)
+        rider = make_user(f"rider-{n:02d}")
+        request_ride(rider_id=rider.id, trip=Trip(Point(52.5 + n / 1000, 13.4), Point(52.6, 13.5)))
+    start_worker("locations")  # a position is taken from drivers it tracks
+    server = AsgiServer(env=NO_TILES).start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server)
+        expect(page.locator("#connection-state")).to_have_attribute("data-state", "live")
+        # Words an operator reads, not "v0 · never".
+        expect(page.locator(f'li[data-driver-id="{amara.id}"]')).to_contain_text("never online")
+        expect(page.locator(f'li[data-driver-id="{bruno.id}"]')).to_contain_text(re.compile(r"online since \d"))
+        expect(page.locator("#drivers")).not_to_contain_text(re.compile(r"\bv\d"))
+
+        # The Rides card says that rows are hidden below its edge, and how many, until scrolled.
+        more = page.locator("#rides-more")
+        expect(more).to_be_visible()
+        expect(more).to_contain_text(re.compile(r"\d+ more"))
+        page.locator("#rides").evaluate("list => { list.scrollTop = list.scrollHeight; }")
+        expect(more).to_be_hidden()
+
+        # Every update the page receives is counted, positions included, and the label says so.
+        set_driver_availability(driver_id=amara.id, available=True)
+        wait_until(lambda: str(amara.id) in TRACKED_DRIVERS.members(redis_client), what="amara tracked")
+        report_position(server, "amara", 52.52, 13.40)
+        expect(page.locator(f'li[data-driver-id="{amara.id}"]')).to_contain_text("online since")
+        expect(page.locator("#event-kinds")).to_have_text("1 driver status · 0 rides · 1 positions")
+        expect(page.locator("#event-count")).to_have_text("2")
+        expect(page.locator(".stats")).to_contain_text("Updates this session")
     finally:
         server.stop()
 

@@ -137,7 +137,9 @@ def test_snapshot_first_then_each_event(server, staff, driver, other_driver):
     }
     assert event["type"] == "driver-status-changed"
     assert (event["driverId"], event["available"], event["version"]) == (str(other_driver.id), True, 1)
-    assert set(event) == {"type", "driverId", "available", "timestamp", "eventId", "version"}
+    # The event's fields plus the username, as the snapshot names drivers (21.10).
+    assert set(event) == {"type", "driverId", "available", "timestamp", "eventId", "version", "username"}
+    assert event["username"] == "other-driver"
 
 
 def test_every_dashboard_gets_every_event_exactly_once(server, staff, driver, other_driver):
@@ -186,7 +188,8 @@ def test_a_message_published_straight_on_redis_reaches_the_dashboard(server, sta
             redis_client.publish(CHANNEL, event.to_json())
             return await receive_json(socket)
 
-    assert asyncio.run(scenario()) == {"type": "driver-status-changed", **event.to_dict()}
+    # The event as published, plus the username the dashboard adds (from the database).
+    assert asyncio.run(scenario()) == {"type": "driver-status-changed", **event.to_dict(), "username": "driver"}
 
 
 def test_events_not_newer_than_the_snapshot_are_not_forwarded(server, staff, driver, redis_client):

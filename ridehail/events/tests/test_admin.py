@@ -96,3 +96,23 @@ def test_the_outbox_in_the_admin_is_read_only_and_filters_the_backlog(staff_sess
     assert "Dead letters" in waiting.content.decode()  # the link to the other half
     assert staff_session.get(f"/admin/events/outboxevent/{row.id}/change/").status_code == 200
     assert staff_session.get("/admin/events/outboxevent/add/").status_code == 403
+
+
+def test_the_admin_index_links_to_dead_letters(staff_session):
+    index = staff_session.get("/admin/").content.decode()
+    assert 'href="/admin/dead-letters/"' in index
+    assert "Events in Redis" in index
+
+
+def test_the_outbox_list_keeps_its_columns_short(staff_session, redis_unreachable):
+    [driver] = make_drivers(1)
+    set_driver_availability(driver_id=driver.id, available=True)  # Redis down: the row waits
+    long_error = "ConnectionError: " + "x" * 2000 + "\nTraceback line two"
+    OutboxEvent.objects.update(last_error=long_error, attempts=3)
+
+    listing = staff_session.get("/admin/events/outboxevent/").content.decode()
+
+    assert str(driver.id) in listing
+    assert "x" * 100 not in listing  # the list shows the error's start, its row page all of it
+    assert "ConnectionError: xxx" in listing and "Traceback line two" not in listing
+    assert "waiting" in listing  # not published yet, said in a word

@@ -19,7 +19,7 @@
   const driverRows = new Map(); // driverId -> <li>
   const rideRows = new Map(); // rideId -> <li>
   const busy = new Map(); // driverId -> rideId of their assigned ride
-  let eventCount = 0;
+  const received = { status: 0, rides: 0, positions: 0 }; // what "Updates this session" counts
   let retryDelay = 500;
   let everLive = false;
   let lastHealthAt = 0;
@@ -32,10 +32,23 @@
   const mapElement = $("map");
   const map = L.map(mapElement, { preferCanvas: true, worldCopyJump: true }).setView([20, 0], 2);
   if (mapElement.dataset.tiles) {
-    L.tileLayer(mapElement.dataset.tiles, {
+    const tiles = L.tileLayer(mapElement.dataset.tiles, {
       maxZoom: 19,
       attribution: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
     }).addTo(map);
+    // Offline (or a tile server that is down), every tile fails and the map would be blank: fall
+    // back to the grid, as with RIDEHAIL_MAP_TILES="". Removing the layer also cancels the tiles
+    // still loading, so the console does not fill with their errors. Once a tile has loaded, the
+    // server works: a later failed tile is a gap, not a reason to drop the map.
+    let tileLoaded = false;
+    tiles.on("tileload", () => {
+      tileLoaded = true;
+    });
+    tiles.on("tileerror", () => {
+      if (tileLoaded || !map.hasLayer(tiles)) return;
+      map.removeLayer(tiles);
+      mapElement.classList.add("no-tiles");
+    });
   } else {
     mapElement.classList.add("no-tiles");
   }
@@ -104,14 +117,53 @@
     let online = 0;
     for (const driver of drivers.values()) online += driver.available ? 1 : 0;
     $("online-count").textContent = online;
+    $("drivers-empty").hidden = drivers.size > 0;
     $("driver-count").textContent = drivers.size;
     $("busy-count").textContent = busy.size;
     $("waiting-count").textContent = rides.size - busy.size;
     $("rides-empty").hidden = rides.size > 0;
+    showHiddenRides();
+  }
+
+  // The Rides list scrolls: say how many rows are below its edge, so a cut row is not the end.
+  // Once per frame at most: measuring rows forces a layout, and events come in bursts.
+  let ridesHintQueued = false;
+  function showHiddenRides() {
+    if (ridesHintQueued) return;
+    ridesHintQueued = true;
+    requestAnimationFrame(() => {
+      ridesHintQueued = false;
+      countHiddenRides();
+    });
+  }
+
+  function countHiddenRides() {
+    const list = $("rides");
+    let below = 0;
+    const edge = list.getBoundingClientRect().bottom;
+    for (const row of list.children) if (row.getBoundingClientRect().bottom > edge + 1) below += 1;
+    const more = $("rides-more");
+    more.hidden = below === 0;
+    more.textContent = `↓ ${below} more — scroll the list`;
+  }
+
+  function countReceived(kind, n = 1) {
+    received[kind] += n;
+    $("event-count").textContent = (received.status + received.rides + received.positions).toLocaleString();
+    $("event-kinds").textContent =
+      `${received.status.toLocaleString()} driver status · ${received.rides.toLocaleString()} rides · ` +
+      `${received.positions.toLocaleString()} positions`;
   }
 
   function timeOf(timestamp) {
     return timestamp ? new Date(timestamp).toLocaleTimeString() : "never";
+  }
+
+  // When the driver's status last changed, in words: the timestamp is that change's.
+  function sinceOf(driver) {
+    if (!driver.timestamp) return driver.available ? "online" : "never online";
+    const at = new Date(driver.timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return `${driver.available ? "online" : "offline"} since ${at}`;
   }
 
   function age(since) {
@@ -135,7 +187,7 @@
     }
     const [name, since, badge] = row.children;
     name.textContent = driver.username;
-    since.textContent = `v${driver.version} · ${timeOf(driver.timestamp)}`;
+    since.textContent = sinceOf(driver);
     badge.className = `badge ${driver.available ? "badge-online" : "badge-offline"}`;
     badge.textContent = driver.available ? "online" : "offline";
   }
@@ -185,7 +237,6 @@
     feed.prepend(item);
     while (feed.children.length > FEED_LIMIT) feed.lastElementChild.remove();
     $("feed-empty").hidden = true;
-    $("event-count").textContent = ++eventCount;
   }
 
   // -- the workers' health ------------------------------------------------------------------
@@ -250,7 +301,6 @@
       drivers.set(driver.driverId, driver);
       driverRow(driver);
     }
-    if (sorted.length === 0) $("drivers").innerHTML = '<li class="muted">No drivers yet.</li>';
     for (const ride of message.rides) {
       rides.set(ride.rideId, ride);
       track(ride);
@@ -266,9 +316,10 @@
   function applyStatus(event) {
     const known = drivers.get(event.driverId);
     if (known && event.version <= known.version) return; // older than what is shown
+    // The server names the driver in the frame (the page may not have known them at its snapshot).
     const driver = {
-      username: known ? known.username : `driver ${event.driverId.slice(0, 8)}`,
       ...known,
+      username: event.username,
       driverId: event.driverId,
       available: event.available,
       version: event.version,
@@ -278,6 +329,7 @@
     driverRow(driver);
     paintMarker(event.driverId);
     renderCounts();
+    countReceived("status");
     addToFeed(`${driver.username} went ${event.available ? "online" : "offline"}`, event.available ? "free" : "offline", event.timestamp);
   }
 
@@ -298,6 +350,7 @@
     }
     for (const driverId of [before, event.driverId]) if (driverId) paintMarker(driverId);
     renderCounts();
+    countReceived("rides");
     const by = event.driverId ? ` · ${nameOf(event.driverId)}` : "";
     const kind = { requested: "waiting", assigned: "assigned", completed: "free", cancelled: "offline", expired: "offline" };
     addToFeed(`ride for ${rider} ${event.status}${by}`, kind[event.status], event.timestamp);
@@ -308,6 +361,7 @@
       positions.set(position.driverId, position);
       paintMarker(position.driverId);
     }
+    countReceived("positions", frame.positions.length);
     fitOnce();
   }
 
@@ -385,6 +439,7 @@
     pickupCount: () => pickups.size,
   });
 
+  $("rides").addEventListener("scroll", showHiddenRides, { passive: true });
   setInterval(tick, 1000);
   connect();
 })();
