@@ -15,9 +15,12 @@ django_application = get_asgi_application()  # sets Django up before the imports
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from ridehail.checks import log_development_secret_key  # noqa: E402
 from ridehail.dashboard.auth import SessionUserMiddleware  # noqa: E402
 from ridehail.dashboard.origin import SameOriginValidator  # noqa: E402
 from ridehail.dashboard.routing import websocket_urlpatterns  # noqa: E402
+
+log_development_secret_key()  # once, by the server (not by every management command)
 
 application = ProtocolTypeRouter(
     {

