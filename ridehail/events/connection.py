@@ -17,13 +17,21 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+# Set in a worker process by `worker_command_redis`: there, `shared_redis()` is the worker's
+# one command connection, so what a handler calls (the publisher after a commit, metrics)
+# opens no connection of its own.
+_worker_commands: redis.Redis | None = None
+
 
 @cache
 def shared_redis() -> redis.Redis:
     """The process-wide pooled client used by the web side (publisher, health checks, reads).
 
-    Short timeouts: a request must never hang on a slow or missing Redis.
+    Short timeouts: a request must never hang on a slow or missing Redis. In a worker
+    process it is the worker's command client (`worker_command_redis`).
     """
+    if _worker_commands is not None:
+        return _worker_commands
     timeout = settings.RIDEHAIL_PUBLISH_TIMEOUT
     return redis.Redis.from_url(
         settings.REDIS_URL,
@@ -58,11 +66,13 @@ def quick_redis(url: str, *, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
 
 
-def worker_redis(*, timeout: float = 10.0) -> redis.Redis:
+def worker_redis(*, timeout: float = 10.0, name: str | None = None) -> redis.Redis:
     """A fresh client for a long-running worker, with timeouts that tolerate a busy Redis.
 
     No silent retries: redis-py would reconnect (and resubscribe) behind our back, and
     the worker would never learn that it missed messages and must rebuild its state.
+    `name` is sent with CLIENT SETNAME on every (re)connect, so `CLIENT LIST` says whose
+    connection it is.
     """
     return redis.Redis.from_url(
         settings.REDIS_URL,
@@ -70,7 +80,34 @@ def worker_redis(*, timeout: float = 10.0) -> redis.Redis:
         socket_connect_timeout=min(3.0, timeout),
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
+        client_name=name,
     )
+
+
+def worker_command_redis(worker: str, *, timeout: float = 10.0) -> redis.Redis:
+    """The one command connection of a worker process, shared by all its threads; also `shared_redis()` there.
+
+    A pool of at most one connection: a thread that wants it while another runs a command
+    (or a pipeline) waits for its turn (up to `2 * timeout`, then a ConnectionError, an
+    outage like any other), so commands are serialised, never interleaved on the socket,
+    and the worker never opens a second one. Nothing in a worker holds the connection
+    across calls (no WATCH, no blocking command: the blocking XREADGROUP has its own), so
+    a wait is one command's round trip. Same no-retry rule as `worker_redis`.
+    """
+    global _worker_commands
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=1,
+        timeout=2 * timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(3.0, timeout),
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+        client_name=f"{worker}:commands",
+    )
+    _worker_commands = redis.Redis(connection_pool=pool)
+    shared_redis.cache_clear()
+    return _worker_commands
 
 
 # redis-py does not notice a silently dead Pub/Sub connection by itself
