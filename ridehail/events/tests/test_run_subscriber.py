@@ -1,13 +1,18 @@
 """`manage.py run_subscriber` as real processes, against real Redis and the test database."""
 
+import json
 import signal
+import socket
 import time
+from io import StringIO
 
 import pytest
+import redis
 from django.core.management import CommandError, call_command
 
 from conftest import LISTENING, client_for
 from ridehail.events.connection import shared_redis
+from rides.events import RIDE_STATUS
 from rides.subscribers import MATCHING_POOL
 from tests.processes import wait_until
 from users.events import DRIVER_STATUS
@@ -100,3 +105,26 @@ def test_the_worker_resubscribes_when_redis_drops_its_connection(start_worker, o
     set_driver_availability(driver_id=driver.id, available=True)
     worker.wait_for_output(f"driver {driver.id} added to matching pool")
     wait_until(lambda: MATCHING_POOL.members(shared_redis()) == [str(driver.id)], what="pool updated")
+
+
+def group_consumers(client, stream: str, group: str) -> list[str]:
+    try:
+        return [consumer["name"].decode() for consumer in client.xinfo_consumers(stream, group)]
+    except redis.ResponseError:
+        return []  # no group (yet)
+
+
+def test_a_stream_reader_blocked_on_a_quiet_stream_counts_as_a_consumer(start_worker, redis_client):
+    worker = start_worker("rides")  # the matcher always reads ride-status-changed from its stream
+    assert worker.process is not None
+    me = f"{socket.gethostname()}-{worker.process.pid}"
+
+    # Redis 7.0 creates a consumer only when XREADGROUP delivers it something.
+    wait_until(lambda: group_consumers(redis_client, RIDE_STATUS.stream, "rides") == [me], what="the consumer")
+    out = StringIO()
+    call_command("events", "status", "--json", stdout=out)
+    (ride_topic,) = [topic for topic in json.loads(out.getvalue())["topics"] if topic["name"] == RIDE_STATUS.name]
+    assert [consumer["name"] for consumer in ride_topic["stream"]["groups"][0]["consumers"]] == [me]
+
+    redis_client.delete(RIDE_STATUS.stream)  # the group goes with it; the worker recreates it
+    wait_until(lambda: group_consumers(redis_client, RIDE_STATUS.stream, "rides") == [me], what="the consumer again")
