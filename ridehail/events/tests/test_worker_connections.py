@@ -56,9 +56,7 @@ def connection_names(client: redis.Redis, worker: ManagedProcess) -> list[str]:
 
 
 @pytest.mark.parametrize("transport", ["pubsub", "stream"])
-def test_each_worker_holds_exactly_its_named_connections_after_handling_events(
-    start_worker, redis_client, transport
-):
+def test_each_worker_holds_exactly_its_named_connections_after_handling_events(start_worker, redis_client, transport):
     locations = start_worker("locations", "--transport", transport)
     rides = start_worker("rides", "--transport", transport, env=FAST)
     driver, rider = make_drivers(1)[0], make_user("rider")
