@@ -105,7 +105,10 @@ class Worker:
         for thread in [relay, heartbeat, *threads]:
             thread.start()
         for thread in threads:
-            thread.join()
+            # Never an endless join: a signal the kernel hands to another thread (it does after a
+            # SIGSTOP/SIGCONT) runs its Python handler only when the main thread runs bytecode.
+            while thread.is_alive():
+                thread.join(timeout=0.5)
         relay.join(timeout=5)
         heartbeat.join(timeout=5)
         readers[0].logger.info("stopped")

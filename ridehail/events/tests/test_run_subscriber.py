@@ -76,6 +76,16 @@ def test_a_signal_stops_the_worker_cleanly_within_seconds(start_worker, redis_cl
     assert "locations: stopped" in worker.output
 
 
+def test_a_sigterm_right_after_a_sigcont_stops_the_worker(start_worker, redis_client):
+    worker = start_worker("rides", "--transport", "stream")
+    worker.signal(signal.SIGSTOP)  # frozen, as a debugger or a paused container leaves it
+    time.sleep(1)  # stays frozen a while: nothing to wait for, the process does nothing
+    worker.signal(signal.SIGCONT)
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait_exit(timeout=5) == 0
+
+
 def test_unknown_subscriber_is_a_clear_error():
     with pytest.raises(CommandError, match="unknown subscriber 'billing'; choose from: locations, rides"):
         call_command("run_subscriber", "billing")
