@@ -3,6 +3,7 @@
 import json
 import signal
 import socket
+import threading
 import time
 from io import StringIO
 
@@ -11,7 +12,9 @@ import redis
 from django.core.management import CommandError, call_command
 
 from conftest import LISTENING, client_for
+from ridehail.dashboard.health import health_frame
 from ridehail.events.connection import shared_redis
+from ridehail.events.heartbeat import STALL_SECONDS, TTL_SECONDS, HeartbeatThread, alive_workers
 from rides.events import RIDE_STATUS
 from rides.subscribers import MATCHING_POOL
 from tests.processes import wait_until
@@ -138,3 +141,55 @@ def test_a_stream_reader_blocked_on_a_quiet_stream_counts_as_a_consumer(start_wo
 
     redis_client.delete(RIDE_STATUS.stream)  # the group goes with it; the worker recreates it
     wait_until(lambda: group_consumers(redis_client, RIDE_STATUS.stream, "rides") == [me], what="the consumer again")
+
+
+def alive_pids(client, name: str) -> list[int]:
+    return [worker["pid"] for worker in alive_workers(client) if worker["name"] == name]
+
+
+def test_a_running_worker_is_alive_everywhere_operators_look_and_a_killed_one_goes_within_its_ttl(
+    start_worker, redis_client
+):
+    worker = start_worker("locations", "--transport", "stream")
+    assert worker.process is not None
+    pid = worker.process.pid
+
+    wait_until(lambda: alive_pids(redis_client, "locations") == [pid], what="the heartbeat")
+    (health,) = [w for w in health_frame(redis_client)["workers"] if w["name"] == "locations"]
+    assert [(p["transport"], p["host"], p["pid"]) for p in health["processes"]] == [
+        ("stream", socket.gethostname(), pid)
+    ]
+    out = StringIO()
+    call_command("events", "status", stdout=out)
+    assert f"locations (stream) on {socket.gethostname()}/{pid}: last seen" in out.getvalue()
+    call_command("events", "alive", "locations", stdout=StringIO())  # exit 0: no CommandError
+    with pytest.raises(CommandError, match="no live rides worker on"):
+        call_command("events", "alive", "rides")
+
+    worker.signal(signal.SIGKILL)  # no clean stop: the key must expire by itself
+    wait_until(lambda: alive_pids(redis_client, "locations") == [], timeout=TTL_SECONDS + 2, what="expiry")
+    with pytest.raises(CommandError, match="no live locations worker"):
+        call_command("events", "alive", "locations")
+
+
+def test_a_worker_stopped_cleanly_is_gone_at_once(start_worker, redis_client):
+    worker = start_worker("rides")
+    wait_until(lambda: alive_pids(redis_client, "rides"), what="the heartbeat")
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait_exit(timeout=5) == 0
+    assert alive_pids(redis_client, "rides") == []
+
+
+def test_a_worker_whose_read_loop_hangs_stops_reporting_alive(redis_client, caplog):
+    stop = threading.Event()
+    hung = time.monotonic() - STALL_SECONDS - 1
+    beat = HeartbeatThread(redis_client, name="hung", transport="pubsub", stop=stop, turned_at=lambda: [hung])
+    beat.start()
+    try:
+        wait_until(lambda: "not reporting alive" in caplog.text, what="the warning")
+        assert alive_pids(redis_client, "hung") == []
+    finally:
+        stop.set()
+        beat.join(timeout=5)
