@@ -84,18 +84,29 @@ def worker_redis(*, timeout: float = 10.0, name: str | None = None) -> redis.Red
     )
 
 
-def worker_command_redis(worker: str, *, timeout: float = 10.0) -> redis.Redis:
-    """The one command connection of a worker process, shared by all its threads; also `shared_redis()` there.
+class _HandOverPool(redis.BlockingConnectionPool):
+    """A pool that hands its connection over to a thread waiting for it.
 
-    A pool of at most one connection: a thread that wants it while another runs a command
-    (or a pipeline) waits for its turn (up to `2 * timeout`, then a ConnectionError, an
-    outage like any other), so commands are serialised, never interleaved on the socket,
-    and the worker never opens a second one. Nothing in a worker holds the connection
-    across calls (no WATCH, no blocking command: the blocking XREADGROUP has its own), so
-    a wait is one command's round trip. Same no-retry rule as `worker_redis`.
+    Releasing puts the connection back and wakes a waiter, but the releasing thread keeps
+    the GIL: a thread issuing commands back to back took the connection again every time,
+    and the waiter gave up after the pool's timeout ("No connection available"). Yielding
+    the GIL after each release lets the waiter run first.
     """
-    global _worker_commands
-    pool = redis.BlockingConnectionPool.from_url(
+
+    def release(self, connection: redis.connection.Connection) -> None:
+        super().release(connection)
+        time.sleep(0)
+
+
+def one_connection_redis(name: str, *, timeout: float = 10.0) -> redis.Redis:
+    """A client of exactly one connection, named `name`, that threads share in turn.
+
+    A thread that wants it while another runs a command (or a pipeline) waits for its turn
+    (up to `2 * timeout`, then a ConnectionError, an outage like any other): commands are
+    serialised, never interleaved on the socket, and no second connection is ever opened.
+    Same no-retry rule as `worker_redis`.
+    """
+    pool = _HandOverPool.from_url(
         settings.REDIS_URL,
         max_connections=1,
         timeout=2 * timeout,
@@ -103,9 +114,20 @@ def worker_command_redis(worker: str, *, timeout: float = 10.0) -> redis.Redis:
         socket_connect_timeout=min(3.0, timeout),
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
-        client_name=f"{worker}:commands",
+        client_name=name,
     )
-    _worker_commands = redis.Redis(connection_pool=pool)
+    return redis.Redis(connection_pool=pool)
+
+
+def worker_command_redis(worker: str, *, timeout: float = 10.0) -> redis.Redis:
+    """The one command connection of a worker process (`<worker>:commands`); also `shared_redis()` there.
+
+    Every thread of the worker shares it (handlers, outbox relay, metrics, heartbeat).
+    Nothing in a worker holds it across calls (no WATCH, no blocking command: the blocking
+    XREADGROUP has its own connection), so a wait is about one command's round trip.
+    """
+    global _worker_commands
+    _worker_commands = one_connection_redis(f"{worker}:commands", timeout=timeout)
     shared_redis.cache_clear()
     return _worker_commands
 

@@ -1,6 +1,8 @@
 """What a worker process holds in Redis, as `CLIENT LIST` shows it: named connections, no more."""
 
 import os
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,6 +12,7 @@ from django.conf import settings
 
 from conftest import make_drivers, make_user
 from locations.positions import held_positions
+from ridehail.events.connection import one_connection_redis
 from rides.tests.test_matching import FAST, ask, online_at, settled
 from tests.processes import ManagedProcess, wait_until
 
@@ -69,3 +72,25 @@ def test_each_worker_holds_exactly_its_named_connections_after_handling_events(s
     for name, worker in (("locations", locations), ("rides", rides)):
         expected = EXPECTED[(name, transport)]
         wait_until(lambda w=worker, e=expected: connection_names(redis_client, w) == e, timeout=5, what=str(expected))
+
+
+def test_a_thread_busy_on_the_shared_command_connection_does_not_starve_another(redis_client):
+    client = one_connection_redis("test:commands", timeout=1.0)  # a waiter gives up after 2 s
+    stop = threading.Event()
+
+    def busy() -> None:  # back to back, as a burst of batches on another handler's thread
+        while not stop.is_set():
+            client.incr("rides:test-busy")
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        took = time.monotonic()
+        for _ in range(200):
+            client.incr("rides:test-other")  # raised "No connection available" after 2 s before
+        took = time.monotonic() - took
+    finally:
+        stop.set()
+        thread.join()
+    assert took < 2.0
+    assert [c["name"] for c in redis_client.client_list()].count("test:commands") == 1
