@@ -40,8 +40,8 @@ def _fresh_throttles() -> None:
 
 
 def project_keys(client: redis.Redis) -> list[bytes]:
-    """Every key ridehail writes: topics' streams and dead letters, publish markers, workers' state."""
-    patterns = ["stream:*", "rides:*", "locations:*"]
+    """Every key ridehail writes: topics' streams and dead letters, publish markers, workers' state and heartbeats."""
+    patterns = ["stream:*", "rides:*", "locations:*", "ridehail:worker*"]
     return [key for pattern in patterns for key in client.scan_iter(pattern, count=1000)]
 
 

@@ -1,14 +1,19 @@
 """The workers' health as the dashboard shows it: the same data as `manage.py events status`,
-condensed into one frame that each web process computes every few seconds and shares."""
+condensed into one frame that each web process computes every few seconds and shares.
+
+`workers` names every declared worker with its live processes (their heartbeats,
+ridehail/events/heartbeat.py): a worker with none is not running, whatever its transport."""
 
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from ridehail.events.heartbeat import alive_workers
 from ridehail.events.status import outbox_status, topic_status
 from ridehail.events.topic import declared_topics
 from ridehail.events.wire import format_timestamp
+from ridehail.events.worker import declared_workers
 
 HEALTH_SECONDS = 5.0
 
@@ -33,8 +38,30 @@ def health_frame(client: redis.Redis) -> dict[str, Any]:
     outbox = outbox_status()
     return {
         "type": "health",
+        "workers": worker_processes(client),
         "groups": groups,
         "deadLetters": dead,
         "outbox": {"pending": outbox["pending"], "oldestAgeSeconds": outbox["oldest_pending_age_s"]},
         "timestamp": format_timestamp(datetime.now(UTC)),
     }
+
+
+def worker_processes(client: redis.Redis) -> list[dict[str, Any]]:
+    """Each declared worker and its live processes ([] when it is not running)."""
+    alive = alive_workers(client)
+    return [
+        {
+            "name": name,
+            "processes": [
+                {
+                    "transport": process["transport"],
+                    "host": process["host"],
+                    "pid": process["pid"],
+                    "lastSeenSeconds": process["last_seen_s"],
+                }
+                for process in alive
+                if process["name"] == name
+            ],
+        }
+        for name in declared_workers()
+    ]

@@ -17,13 +17,21 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+# Set in a worker process by `worker_command_redis`: there, `shared_redis()` is the worker's
+# one command connection, so what a handler calls (the publisher after a commit, metrics)
+# opens no connection of its own.
+_worker_commands: redis.Redis | None = None
+
 
 @cache
 def shared_redis() -> redis.Redis:
     """The process-wide pooled client used by the web side (publisher, health checks, reads).
 
-    Short timeouts: a request must never hang on a slow or missing Redis.
+    Short timeouts: a request must never hang on a slow or missing Redis. In a worker
+    process it is the worker's command client (`worker_command_redis`).
     """
+    if _worker_commands is not None:
+        return _worker_commands
     timeout = settings.RIDEHAIL_PUBLISH_TIMEOUT
     return redis.Redis.from_url(
         settings.REDIS_URL,
@@ -58,11 +66,13 @@ def quick_redis(url: str, *, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
 
 
-def worker_redis(*, timeout: float = 10.0) -> redis.Redis:
+def worker_redis(*, timeout: float = 10.0, name: str | None = None) -> redis.Redis:
     """A fresh client for a long-running worker, with timeouts that tolerate a busy Redis.
 
     No silent retries: redis-py would reconnect (and resubscribe) behind our back, and
     the worker would never learn that it missed messages and must rebuild its state.
+    `name` is sent with CLIENT SETNAME on every (re)connect, so `CLIENT LIST` says whose
+    connection it is.
     """
     return redis.Redis.from_url(
         settings.REDIS_URL,
@@ -70,7 +80,56 @@ def worker_redis(*, timeout: float = 10.0) -> redis.Redis:
         socket_connect_timeout=min(3.0, timeout),
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
+        client_name=name,
     )
+
+
+class _HandOverPool(redis.BlockingConnectionPool):
+    """A pool that hands its connection over to a thread waiting for it.
+
+    Releasing puts the connection back and wakes a waiter, but the releasing thread keeps
+    the GIL: a thread issuing commands back to back took the connection again every time,
+    and the waiter gave up after the pool's timeout ("No connection available"). Yielding
+    the GIL after each release lets the waiter run first.
+    """
+
+    def release(self, connection: redis.connection.Connection) -> None:
+        super().release(connection)
+        time.sleep(0)
+
+
+def one_connection_redis(name: str, *, timeout: float = 10.0) -> redis.Redis:
+    """A client of exactly one connection, named `name`, that threads share in turn.
+
+    A thread that wants it while another runs a command (or a pipeline) waits for its turn
+    (up to `2 * timeout`, then a ConnectionError, an outage like any other): commands are
+    serialised, never interleaved on the socket, and no second connection is ever opened.
+    Same no-retry rule as `worker_redis`.
+    """
+    pool = _HandOverPool.from_url(
+        settings.REDIS_URL,
+        max_connections=1,
+        timeout=2 * timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(3.0, timeout),
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+        client_name=name,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def worker_command_redis(worker: str, *, timeout: float = 10.0) -> redis.Redis:
+    """The one command connection of a worker process (`<worker>:commands`); also `shared_redis()` there.
+
+    Every thread of the worker shares it (handlers, outbox relay, metrics, heartbeat).
+    Nothing in a worker holds it across calls (no WATCH, no blocking command: the blocking
+    XREADGROUP has its own connection), so a wait is about one command's round trip.
+    """
+    global _worker_commands
+    _worker_commands = one_connection_redis(f"{worker}:commands", timeout=timeout)
+    shared_redis.cache_clear()
+    return _worker_commands
 
 
 # redis-py does not notice a silently dead Pub/Sub connection by itself

@@ -1,34 +1,53 @@
 """The Pub/Sub loop: live, at most once, and rebuilt from the database after every gap.
 
 Fire-and-forget means a message sent while the worker is away is gone, so after every
-(re)connect the handler rebuilds its state from the database. The loop subscribes
+(re)connect every handler rebuilds its state from the database. The loop subscribes
 *before* rebuilding, so a change committed in between is either in the database snapshot
 or arrives as a message (the version check makes both orders correct).
+
+A worker subscribes to all its channels on one connection (`PubSubReader`), and routes each
+message to the handler of its channel.
 """
 
 import time
+from collections import defaultdict
 
 from django.db import close_old_connections
 
 from ridehail.events import metrics
 from ridehail.events.connection import Subscription
-from ridehail.events.runner import OUTAGES, Runner
+from ridehail.events.runner import OUTAGES, Reader, Runner
 
 
-class PubSubRunner(Runner):
+class PubSubReader(Reader):
+    """One subscribed connection for every channel of the worker's Pub/Sub handlers."""
+
+    runners: "list[PubSubRunner]"
+
     def _run_connected(self) -> None:
-        with Subscription(self.read_client, [self.topic.channel]) as subscription:
-            self.rebuild("")
+        by_channel = {runner.topic.channel: runner for runner in self.runners}
+        with Subscription(self.read_client, by_channel) as subscription:
+            for runner in self.runners:  # each may have missed messages while we were away
+                self.isolated(runner, lambda runner=runner: runner.rebuild(""))
             self.backoff.reset()
-            self.logger.info("listening on %s", self.topic.channel)
+            for channel in by_channel:
+                self.logger.info("listening on %s", channel)
             while not self.stop.is_set():
                 batch = subscription.read_batch()
                 if batch:
-                    self.handle([data for _, data in batch])
+                    raws: dict[str, list[bytes]] = defaultdict(list)
+                    for channel, data in batch:
+                        raws[channel].append(data)
+                    for channel, messages in raws.items():
+                        if (runner := by_channel.get(channel)) is not None:
+                            self.isolated(runner, lambda runner=runner, messages=messages: runner.handle(messages))
                 else:
                     close_old_connections()
-                self.reconcile_if_due()
-                self.idle()
+                self.reconcile_and_idle()
+
+
+class PubSubRunner(Runner):
+    reader_class = PubSubReader
 
     def handle(self, raws: list[bytes]) -> None:
         events = self.handler.parse_messages(raws)

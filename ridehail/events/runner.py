@@ -1,9 +1,10 @@
 """What every worker loop shares: it survives outages and bad batches, and reconciles.
 
-A loop runs one handler on one transport (`PubSubRunner` in pubsub.py, `StreamRunner` in
-stream.py) until the worker's shared stop flag is set. Redis or the database going away
-is logged and waited out with backoff; any other exception is logged with its traceback
-and the loop carries on, so no message, however odd, silences a worker. Every
+A reader reads for a worker's handlers on one transport (`PubSubReader` in pubsub.py: one
+connection subscribed to every channel; `StreamReader` in stream.py: one blocking read of
+every stream) until the worker's shared stop flag is set; a `Runner` is one handler's part.
+Redis or the database going away is logged and waited out with backoff; any other
+exception is logged with its traceback and the loop carries on, so no message, however odd, silences a worker. Every
 RIDEHAIL_RESYNC_SECONDS the handler rebuilds its state from the database: whatever was
 lost or corrupted behind the worker's back (a FLUSHALL, a forged message) is repaired
 without a restart.
@@ -12,6 +13,8 @@ without a restart.
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import redis
 from django.db import Error as DatabaseError
@@ -37,45 +40,38 @@ def lean_log_records() -> None:
 
 
 class Runner:
-    """Runs `_run_connected` until stopped; an outage is logged, waited out and retried."""
+    """One handler's part of a loop: its rebuild, its periodic reconcile, its idle work.
+
+    A worker reads for all its handlers at once (`Reader`: one Pub/Sub connection for every
+    channel, one blocking read for every stream); `run()` runs one handler alone on its
+    own `read_client`, as tests and benchmarks do.
+    """
+
+    reader_class: ClassVar[type["Reader"]]
 
     def __init__(
-        self, handler: Handler, *, read_client: redis.Redis, stop: threading.Event, resync_seconds: float = 300.0
+        self,
+        handler: Handler,
+        *,
+        read_client: redis.Redis | None = None,
+        stop: threading.Event,
+        resync_seconds: float = 300.0,
     ) -> None:
         self.handler = handler
         self.topic = handler.topic
-        self.read_client = read_client  # dedicated to subscribing / blocking reads
+        self.read_client = read_client  # only for run(): in a worker, the reader's connection
         self.stop = stop
         self.logger = handler.logger
-        self.backoff = Backoff()
+        self.backoff = Backoff()  # between retries of a rebuild that failed
         self.resync_seconds = resync_seconds
         self.next_resync = time.monotonic() + resync_seconds
 
     def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                try:
-                    self._run_connected()
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    self._wait_before_retry("Redis unavailable", exc)
-                except DatabaseError as exc:
-                    close_old_connections()
-                    self._wait_before_retry("database unavailable", exc)
-                except Exception:
-                    # A bug or an odd answer from Redis: say everything, wait, start over
-                    # (which rebuilds or re-reads): never die of it.
-                    self.logger.exception("%s loop failed; starting over", self.topic.name)
-                    self.stop.wait(self.backoff.next_delay())
-        finally:
-            connections.close_all()  # this thread's connections: each runner runs in one
-
-    def _run_connected(self) -> None:
-        raise NotImplementedError
-
-    def _wait_before_retry(self, what: str, exc: Exception) -> None:
-        delay = self.backoff.next_delay()
-        self.logger.warning("%s (%s); retrying in %.1fs", what, exc, delay)
-        self.stop.wait(delay)
+        """Run this handler alone until stopped."""
+        if self.read_client is None:
+            raise ValueError("a runner run alone needs its own read_client")
+        self.reader_class([self], read_client=self.read_client, stop=self.stop).run()
+        self.logger.info("stopped")
 
     def rebuild(self, why: str) -> None:
         """Make the handler's state equal to the database; the periodic reconcile starts over."""
@@ -84,6 +80,7 @@ class Runner:
             self.logger.info("%s: %s", self.topic.name, why)
         self.handler.rebuild()
         self.next_resync = time.monotonic() + self.resync_seconds
+        self.backoff.reset()
 
     def reconcile_if_due(self) -> None:
         if time.monotonic() >= self.next_resync:
@@ -97,3 +94,72 @@ class Runner:
             raise
         except Exception:
             self.logger.exception("%s: periodic work failed; trying again shortly", self.topic.name)
+
+
+class Reader:
+    """Reads for several handlers on one connection until stopped; an outage is logged, waited out and retried.
+
+    Redis or the database going away stops the whole reader (every handler on it would
+    fail alike) and it starts over, which rebuilds or re-reads. Anything else a handler
+    raises is that handler's: logged, and the others carry on (`isolated`).
+    """
+
+    def __init__(self, runners: Sequence[Runner], *, read_client: redis.Redis, stop: threading.Event) -> None:
+        if not runners:
+            raise ValueError("a reader needs at least one runner")
+        self.runners = list(runners)
+        self.read_client = read_client  # dedicated to subscribing / blocking reads
+        self.stop = stop
+        self.logger = self.runners[0].logger
+        self.what = ", ".join(runner.topic.name for runner in self.runners)
+        self.backoff = Backoff()
+        self.turned_at = time.monotonic()  # when the loop last came round: the heartbeat's proof of life
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.turned_at = time.monotonic()
+                try:
+                    self._run_connected()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._wait_before_retry("Redis unavailable", exc)
+                except DatabaseError as exc:
+                    close_old_connections()
+                    self._wait_before_retry("database unavailable", exc)
+                except Exception:
+                    # A bug or an odd answer from Redis: say everything, wait, start over
+                    # (which rebuilds or re-reads): never die of it.
+                    self.logger.exception("%s loop failed; starting over", self.what)
+                    self.stop.wait(self.backoff.next_delay())
+        finally:
+            connections.close_all()  # this thread's connections: each reader runs in one
+
+    def _run_connected(self) -> None:
+        raise NotImplementedError
+
+    def _wait_before_retry(self, what: str, exc: Exception) -> None:
+        delay = self.backoff.next_delay()
+        self.logger.warning("%s (%s); retrying in %.1fs", what, exc, delay)
+        self.stop.wait(delay)
+
+    def isolated(self, runner: Runner, action: Callable[[], object]) -> None:
+        """Run one handler's step; an outage stops the reader, any other failure only this handler's step.
+
+        A failed step leaves that handler's state in doubt: it is rebuilt from the database
+        once its backoff has passed, while the other handlers read on.
+        """
+        try:
+            action()
+        except OUTAGES:
+            raise
+        except Exception:
+            delay = runner.backoff.next_delay()
+            self.logger.exception("%s failed; rebuilding it in %.1fs", runner.topic.name, delay)
+            runner.next_resync = time.monotonic() + delay
+
+    def reconcile_and_idle(self) -> None:
+        """Every handler's periodic reconcile and idle work, one handler's failure not stopping the others."""
+        self.turned_at = time.monotonic()
+        for runner in self.runners:
+            self.isolated(runner, runner.reconcile_if_due)
+            runner.idle()

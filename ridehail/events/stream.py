@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -27,7 +28,7 @@ from django.db import close_old_connections
 from ridehail.events import metrics
 from ridehail.events.connection import POLL_SECONDS
 from ridehail.events.handler import Handler
-from ridehail.events.runner import OUTAGES, Runner
+from ridehail.events.runner import OUTAGES, Reader, Runner
 from ridehail.events.topic import STREAM_FIELD
 from ridehail.events.wire import InvalidEvent
 
@@ -51,12 +52,76 @@ def previous_id(entry_id: tuple[int, int]) -> tuple[int, int]:
     return (milliseconds, sequence - 1) if sequence else (milliseconds - 1, 2**64 - 1)
 
 
+class StreamReader(Reader):
+    """One blocking XREADGROUP for every stream of the worker's stream handlers, on one connection.
+
+    All of a worker's handlers are one consumer group (the worker's name) and one consumer
+    (this process), so `XREADGROUP GROUP g c STREAMS a b > >` reads them all in one call and
+    each batch goes to the handler of its stream. (On a Redis Cluster the keys of one call
+    must share a hash slot: there, one read per slot, or hash tags on the stream names.)
+    """
+
+    runners: "list[StreamRunner]"
+
+    def __init__(self, runners: "Sequence[StreamRunner]", *, read_client: redis.Redis, stop: threading.Event) -> None:
+        super().__init__(runners, read_client=read_client, stop=stop)
+        first = self.runners[0]
+        if any((runner.group, runner.consumer) != (first.group, first.consumer) for runner in self.runners):
+            raise ValueError("the streams read together must share their group and consumer")
+        self.group, self.consumer, self.batch_size = first.group, first.consumer, first.batch_size
+        self.by_stream = {runner.stream: runner for runner in self.runners}
+
+    def _run_connected(self) -> None:
+        try:
+            for runner in self.runners:
+                runner.ensure_group()
+                runner.ensure_consumer()
+                runner.check_trimmed()
+            self.backoff.reset()
+            for runner in self.runners:
+                self.logger.info("reading %s as %s/%s", runner.stream, self.group, self.consumer)
+            self._read_until_stopped()
+        except redis.ResponseError as exc:
+            if not group_was_lost(exc):
+                raise
+            # run() calls us again at once: ensure_group() recreates the group and rebuilds.
+            self.logger.warning("consumer group %s on %s is gone (%s); recreating it", self.group, self.what, exc)
+
+    def _read_until_stopped(self) -> None:
+        next_maintenance = 0.0
+        while not self.stop.is_set():
+            if time.monotonic() >= next_maintenance:
+                for runner in self.runners:
+                    runner.maintain()
+                next_maintenance = time.monotonic() + min(max(0.5, runner.claim_idle / 2) for runner in self.runners)
+            self.read_new()
+            self.reconcile_and_idle()
+            close_old_connections()
+
+    def read_new(self) -> int:
+        """One blocking read of every stream; each batch to its handler. Returns how many entries came."""
+        response = self.read_client.xreadgroup(
+            self.group,
+            self.consumer,
+            dict.fromkeys(self.by_stream, ">"),
+            count=self.batch_size,
+            block=int(POLL_SECONDS * 1000),
+        )
+        read = 0
+        for stream, entries in response or []:
+            self.by_stream[stream.decode()].process(entries)
+            read += len(entries)
+        return read
+
+
 class StreamRunner(Runner):
+    reader_class = StreamReader
+
     def __init__(
         self,
         handler: Handler,
         *,
-        read_client: redis.Redis,
+        read_client: redis.Redis | None = None,
         stop: threading.Event,
         consumer: str | None = None,
         batch_size: int = 100,
@@ -76,31 +141,27 @@ class StreamRunner(Runner):
         self.forget_idle = 10 * claim_idle
         self.redis = handler.redis
 
-    def _run_connected(self) -> None:
-        try:
-            self.ensure_group()
-            self.check_trimmed()
-            self.backoff.reset()
-            self.logger.info("reading %s as %s/%s", self.stream, self.group, self.consumer)
-            self._read_until_stopped()
-        except redis.ResponseError as exc:
-            if not group_was_lost(exc):
-                raise
-            # run() calls us again at once: ensure_group() recreates the group and rebuilds.
-            self.logger.warning("consumer group %s on %s is gone (%s); recreating it", self.group, self.stream, exc)
+    def maintain(self) -> None:
+        """The periodic work besides reading: claims, trimmed entries, dead consumers, our own name."""
+        self.claim_abandoned()
+        self.check_trimmed()
+        self.forget_dead_consumers()
+        self.ensure_consumer()
 
-    def _read_until_stopped(self) -> None:
-        next_maintenance = 0.0
-        while not self.stop.is_set():
-            if time.monotonic() >= next_maintenance:
-                self.claim_abandoned()
-                self.check_trimmed()
-                self.forget_dead_consumers()
-                next_maintenance = time.monotonic() + max(0.5, self.claim_idle / 2)
-            self.read_new()
-            self.reconcile_if_due()
-            self.idle()
-            close_old_connections()
+    def read_new(self) -> int:
+        """Read this handler's stream alone (tests); a worker reads all its streams in one `StreamReader`."""
+        assert self.read_client is not None, "reading alone needs this runner's own read_client"
+        return StreamReader([self], read_client=self.read_client, stop=self.stop).read_new()
+
+    def ensure_consumer(self) -> None:
+        """Make this process a consumer of the group now, not when its first entry arrives.
+
+        Redis 7.0 creates a consumer only when XREADGROUP delivers it something, so a worker
+        blocked on a quiet stream was "0 consumer(s)" in `events status` and XINFO; and an
+        empty read does not refresh its idle time there, so another process may remove it as
+        dead (`forget_dead_consumers`): this puts it back at every maintenance. Idempotent.
+        """
+        self.redis.xgroup_createconsumer(self.stream, self.group, self.consumer)
 
     def ensure_group(self) -> bool:
         """Create the group if it is missing, from the beginning of what the stream holds.
@@ -173,14 +234,6 @@ class StreamRunner(Runner):
             if group["name"].decode() == self.group:
                 return group
         raise redis.ResponseError(f"NOGROUP no consumer group {self.group} on {self.stream}")
-
-    def read_new(self) -> int:
-        response = self.read_client.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=self.batch_size, block=int(POLL_SECONDS * 1000)
-        )
-        entries = response[0][1] if response else []
-        self.process(entries)
-        return len(entries)
 
     def claim_abandoned(self) -> int:
         """Take over entries idle for longer than `claim_idle` (their consumer is gone or stuck)."""

@@ -4,26 +4,33 @@ An app declares its worker in its `subscribers` module:
 
     WORKER = Worker("rides", [MatchingPoolHandler, RideMatcher])
 
-`python manage.py run_subscriber rides` finds it by name and runs every handler in a loop
-(thread) of its own, each with its own two Redis connections (one to subscribe or block
-on, one for commands), plus the outbox relay; one stop flag, set by SIGTERM or Ctrl-C,
-ends them all within a few seconds.
+`python manage.py run_subscriber rides` finds it by name and runs it on at most three Redis
+connections, each named (CLIENT SETNAME) so `CLIENT LIST` says whose it is:
+
+    <name>:subscriber     every channel of its Pub/Sub handlers, on one connection (PubSubReader)
+    <name>:stream-reader  one blocking XREADGROUP of every stream of its stream handlers (StreamReader)
+    <name>:commands       every other command: all handlers, the outbox relay, metrics, the heartbeat
+
+A reader runs in a thread of its own; only a worker with a handler on that transport opens
+it. One stop flag, set by SIGTERM or Ctrl-C, ends them all within a few seconds.
 """
 
 import threading
 from dataclasses import dataclass, field
 from importlib import import_module
 
+import redis
 from django.apps import apps
 from django.conf import settings
 from django.utils.module_loading import module_has_submodule
 
-from ridehail.events.connection import worker_redis
+from ridehail.events.connection import worker_command_redis, worker_redis
 from ridehail.events.handler import Handler, Transport
+from ridehail.events.heartbeat import HeartbeatThread
 from ridehail.events.outbox import OutboxRelay
-from ridehail.events.pubsub import PubSubRunner
-from ridehail.events.runner import Runner
-from ridehail.events.stream import StreamRunner
+from ridehail.events.pubsub import PubSubReader, PubSubRunner
+from ridehail.events.runner import Reader
+from ridehail.events.stream import StreamReader, StreamRunner
 
 _workers: dict[str, "Worker"] = {}
 
@@ -46,42 +53,65 @@ class Worker:
                 raise ValueError(f"handler {handler.__name__} is named {handler.name!r}, not {self.name!r}")
         _workers[self.name] = self
 
-    def runners(
-        self, *, transport: Transport, stop: threading.Event, options: StreamOptions = StreamOptions()
-    ) -> list[Runner]:
-        """One loop per handler, on the transport its topic allows (a live topic: Pub/Sub)."""
-        runners: list[Runner] = []
+    def readers(
+        self,
+        commands: redis.Redis,
+        *,
+        transport: Transport,
+        stop: threading.Event,
+        options: StreamOptions = StreamOptions(),
+    ) -> list[Reader]:
+        """Every handler on the transport its topic allows (a live topic: Pub/Sub), grouped by transport."""
         resync = settings.RIDEHAIL_RESYNC_SECONDS
+        pubsub: list[PubSubRunner] = []
+        streams: list[StreamRunner] = []
         for handler_class in self.handlers:
-            handler = handler_class(worker_redis())
+            handler = handler_class(commands)
             if handler.transport_for(transport) is Transport.STREAM:
-                runner: Runner = StreamRunner(
-                    handler,
-                    read_client=worker_redis(),
-                    stop=stop,
-                    claim_idle=options.claim_idle,
-                    max_deliveries=options.max_deliveries,
-                    batch_size=options.batch_size,
-                    resync_seconds=resync,
+                streams.append(
+                    StreamRunner(
+                        handler,
+                        stop=stop,
+                        claim_idle=options.claim_idle,
+                        max_deliveries=options.max_deliveries,
+                        batch_size=options.batch_size,
+                        resync_seconds=resync,
+                    )
                 )
             else:
-                runner = PubSubRunner(handler, read_client=worker_redis(), stop=stop, resync_seconds=resync)
-            runners.append(runner)
-        return runners
+                pubsub.append(PubSubRunner(handler, stop=stop, resync_seconds=resync))
+        readers: list[Reader] = []
+        if pubsub:
+            readers.append(PubSubReader(pubsub, read_client=worker_redis(name=f"{self.name}:subscriber"), stop=stop))
+        if streams:
+            readers.append(
+                StreamReader(streams, read_client=worker_redis(name=f"{self.name}:stream-reader"), stop=stop)
+            )
+        return readers
 
     def run(self, *, transport: Transport, stop: threading.Event, options: StreamOptions = StreamOptions()) -> None:
-        """Run every handler and the outbox relay until `stop` is set."""
+        """Run every handler, the outbox relay and the heartbeat until `stop` is set."""
+        commands = worker_command_redis(self.name)  # also what the relay's publisher uses here
+        readers = self.readers(commands, transport=transport, stop=stop, options=options)
         relay = OutboxRelay(stop)
-        relay.start()
-        threads = [
-            threading.Thread(target=runner.run, name=f"{self.name}:{runner.topic.name}")
-            for runner in self.runners(transport=transport, stop=stop, options=options)
-        ]
-        for thread in threads:
+        heartbeat = HeartbeatThread(
+            commands,
+            name=self.name,
+            transport=transport.value,
+            stop=stop,
+            turned_at=lambda: [reader.turned_at for reader in readers],
+        )
+        threads = [threading.Thread(target=reader.run, name=f"{self.name}:{reader.what}") for reader in readers]
+        for thread in [relay, heartbeat, *threads]:
             thread.start()
         for thread in threads:
-            thread.join()
+            # Never an endless join: a signal the kernel hands to another thread (it does after a
+            # SIGSTOP/SIGCONT) runs its Python handler only when the main thread runs bytecode.
+            while thread.is_alive():
+                thread.join(timeout=0.5)
         relay.join(timeout=5)
+        heartbeat.join(timeout=5)
+        readers[0].logger.info("stopped")
 
 
 def declared_workers() -> dict[str, Worker]:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.processes import ROOT
+from tests.servers import manage_py
 
 COMPOSE = ROOT / "docker-compose.yml"
 APP_SERVICES = ["web", "rides", "locations"]
@@ -38,6 +39,18 @@ def test_migrations_run_once_before_web_and_workers_which_wait_on_the_database_a
         }, name
     assert services["rides"]["command"] == ["python", "manage.py", "run_subscriber", "rides"]
     assert services["locations"]["command"] == ["python", "manage.py", "run_subscriber", "locations"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_worker_is_healthy_exactly_while_it_runs(services, start_worker, redis_client):
+    """The workers' healthcheck, run as compose runs it (in the worker's container: the same host)."""
+    start_worker("locations")
+    for name, running in [("locations", True), ("rides", False)]:
+        test = services[name]["healthcheck"]["test"]
+        assert test == ["CMD", "python", "manage.py", "events", "alive", name]
+        check = manage_py(*test[3:]).start()
+        assert (check.wait_exit(timeout=30) == 0) is running, check.output
+        check.stop()
 
 
 def test_postgres_and_redis_restart_keep_their_data_and_report_health(services):

@@ -322,6 +322,7 @@ def test_the_map_shows_drivers_and_a_ride_that_turns_assigned(browser, redis_cli
 def test_the_health_strip_shows_a_stopped_workers_lag_rising(browser, redis_client, start_worker):
     make_user("operator", is_staff=True)
     [driver] = make_drivers(1)
+    start_worker("locations")
     worker = start_worker("rides", "--transport", "stream")
     server = AsgiServer(env=NO_TILES).start()
     try:
@@ -329,6 +330,10 @@ def test_the_health_strip_shows_a_stopped_workers_lag_rising(browser, redis_clie
         sign_in(page, server)
         group = page.locator("#health-items li", has_text="driver-status-changed · rides")
         expect(group).to_contain_text("lag 0", timeout=10_000)
+        assert worker.process is not None
+        rides = page.locator("#health-items li[data-worker=rides]")
+        expect(rides).to_have_text(f"rides: alive (stream · {socket.gethostname()}/{worker.process.pid})")
+        expect(page.locator("#health-items li[data-worker=locations]")).to_contain_text("locations: alive (pubsub")
         expect(page.locator("#health")).to_have_attribute("data-state", "ok")
 
         worker.signal(signal.SIGSTOP)  # stuck: reads nothing, acknowledges nothing
@@ -341,6 +346,10 @@ def test_the_health_strip_shows_a_stopped_workers_lag_rising(browser, redis_clie
             expect(page.locator("#health")).to_have_attribute("data-state", "bad")
         finally:
             worker.signal(signal.SIGCONT)
+
+        worker.signal(signal.SIGTERM)  # a worker that is gone says so, whatever its transport
+        expect(rides).to_have_text("rides: not running", timeout=15_000)
+        expect(rides).to_have_class("red")
     finally:
         server.stop()
 

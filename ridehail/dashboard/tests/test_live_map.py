@@ -161,6 +161,7 @@ def test_the_workers_health_arrives_every_few_seconds(server, staff, redis_clien
 
     health = asyncio.run(scenario())
     assert health["type"] == "health"
-    assert set(health) == {"type", "groups", "deadLetters", "outbox", "timestamp"}
+    assert set(health) == {"type", "workers", "groups", "deadLetters", "outbox", "timestamp"}
+    assert health["workers"] == [{"name": "locations", "processes": []}, {"name": "rides", "processes": []}]
     assert set(health["deadLetters"]) == {"driver-status-changed", "ride-status-changed"}
     assert health["outbox"] == {"pending": 0, "oldestAgeSeconds": None}

@@ -100,4 +100,4 @@ def test_a_pubsub_worker_repairs_a_flushall_within_the_resync_interval(own_redis
     own_redis.client.flushall()  # a Pub/Sub connection does not notice: nothing tells it
 
     wait_until(lambda: TRACKED_DRIVERS.members(own_redis.client) == online_in_database(), timeout=5, what="repair")
-    assert worker.output.count("rebuilt from the database") >= 2
+    worker.wait_for_output("rebuilt from the database", count=2, timeout=5)  # logged just after the set is written

@@ -1,13 +1,21 @@
 """`manage.py run_subscriber` as real processes, against real Redis and the test database."""
 
+import json
 import signal
+import socket
+import threading
 import time
+from io import StringIO
 
 import pytest
+import redis
 from django.core.management import CommandError, call_command
 
 from conftest import LISTENING, client_for
+from ridehail.dashboard.health import health_frame
 from ridehail.events.connection import shared_redis
+from ridehail.events.heartbeat import STALL_SECONDS, TTL_SECONDS, HeartbeatThread, alive_workers
+from rides.events import RIDE_STATUS
 from rides.subscribers import MATCHING_POOL
 from tests.processes import wait_until
 from users.events import DRIVER_STATUS
@@ -71,6 +79,16 @@ def test_a_signal_stops_the_worker_cleanly_within_seconds(start_worker, redis_cl
     assert "locations: stopped" in worker.output
 
 
+def test_a_sigterm_right_after_a_sigcont_stops_the_worker(start_worker, redis_client):
+    worker = start_worker("rides", "--transport", "stream")
+    worker.signal(signal.SIGSTOP)  # frozen, as a debugger or a paused container leaves it
+    time.sleep(1)  # stays frozen a while: nothing to wait for, the process does nothing
+    worker.signal(signal.SIGCONT)
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait_exit(timeout=5) == 0
+
+
 def test_unknown_subscriber_is_a_clear_error():
     with pytest.raises(CommandError, match="unknown subscriber 'billing'; choose from: locations, rides"):
         call_command("run_subscriber", "billing")
@@ -100,3 +118,78 @@ def test_the_worker_resubscribes_when_redis_drops_its_connection(start_worker, o
     set_driver_availability(driver_id=driver.id, available=True)
     worker.wait_for_output(f"driver {driver.id} added to matching pool")
     wait_until(lambda: MATCHING_POOL.members(shared_redis()) == [str(driver.id)], what="pool updated")
+
+
+def group_consumers(client, stream: str, group: str) -> list[str]:
+    try:
+        return [consumer["name"].decode() for consumer in client.xinfo_consumers(stream, group)]
+    except redis.ResponseError:
+        return []  # no group (yet)
+
+
+def test_a_stream_reader_blocked_on_a_quiet_stream_counts_as_a_consumer(start_worker, redis_client):
+    worker = start_worker("rides")  # the matcher always reads ride-status-changed from its stream
+    assert worker.process is not None
+    me = f"{socket.gethostname()}-{worker.process.pid}"
+
+    # Redis 7.0 creates a consumer only when XREADGROUP delivers it something.
+    wait_until(lambda: group_consumers(redis_client, RIDE_STATUS.stream, "rides") == [me], what="the consumer")
+    out = StringIO()
+    call_command("events", "status", "--json", stdout=out)
+    (ride_topic,) = [topic for topic in json.loads(out.getvalue())["topics"] if topic["name"] == RIDE_STATUS.name]
+    assert [consumer["name"] for consumer in ride_topic["stream"]["groups"][0]["consumers"]] == [me]
+
+    redis_client.delete(RIDE_STATUS.stream)  # the group goes with it; the worker recreates it
+    wait_until(lambda: group_consumers(redis_client, RIDE_STATUS.stream, "rides") == [me], what="the consumer again")
+
+
+def alive_pids(client, name: str) -> list[int]:
+    return [worker["pid"] for worker in alive_workers(client) if worker["name"] == name]
+
+
+def test_a_running_worker_is_alive_everywhere_operators_look_and_a_killed_one_goes_within_its_ttl(
+    start_worker, redis_client
+):
+    worker = start_worker("locations", "--transport", "stream")
+    assert worker.process is not None
+    pid = worker.process.pid
+
+    wait_until(lambda: alive_pids(redis_client, "locations") == [pid], what="the heartbeat")
+    (health,) = [w for w in health_frame(redis_client)["workers"] if w["name"] == "locations"]
+    assert [(p["transport"], p["host"], p["pid"]) for p in health["processes"]] == [
+        ("stream", socket.gethostname(), pid)
+    ]
+    out = StringIO()
+    call_command("events", "status", stdout=out)
+    assert f"locations (stream) on {socket.gethostname()}/{pid}: last seen" in out.getvalue()
+    call_command("events", "alive", "locations", stdout=StringIO())  # exit 0: no CommandError
+    with pytest.raises(CommandError, match="no live rides worker on"):
+        call_command("events", "alive", "rides")
+
+    worker.signal(signal.SIGKILL)  # no clean stop: the key must expire by itself
+    wait_until(lambda: alive_pids(redis_client, "locations") == [], timeout=TTL_SECONDS + 2, what="expiry")
+    with pytest.raises(CommandError, match="no live locations worker"):
+        call_command("events", "alive", "locations")
+
+
+def test_a_worker_stopped_cleanly_is_gone_at_once(start_worker, redis_client):
+    worker = start_worker("rides")
+    wait_until(lambda: alive_pids(redis_client, "rides"), what="the heartbeat")
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait_exit(timeout=5) == 0
+    assert alive_pids(redis_client, "rides") == []
+
+
+def test_a_worker_whose_read_loop_hangs_stops_reporting_alive(redis_client, caplog):
+    stop = threading.Event()
+    hung = time.monotonic() - STALL_SECONDS - 1
+    beat = HeartbeatThread(redis_client, name="hung", transport="pubsub", stop=stop, turned_at=lambda: [hung])
+    beat.start()
+    try:
+        wait_until(lambda: "not reporting alive" in caplog.text, what="the warning")
+        assert alive_pids(redis_client, "hung") == []
+    finally:
+        stop.set()
+        beat.join(timeout=5)

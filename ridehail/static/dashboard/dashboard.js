@@ -245,6 +245,12 @@
     lastHealthAt = Date.now();
     const items = [];
     let bad = false;
+    for (const worker of health.workers) {
+      const down = worker.processes.length === 0;
+      bad = bad || down;
+      const where = worker.processes.map((p) => `${p.transport} · ${p.host}/${p.pid}`).join(", ");
+      items.push([`${worker.name}: ${down ? "not running" : `alive (${where})`}`, down, worker.name]);
+    }
     for (const group of health.groups) {
       const red = (group.lag ?? 0) > HEALTH_LIMITS.lag || group.pending > HEALTH_LIMITS.pending;
       bad = bad || red;
@@ -260,10 +266,11 @@
     items.push([`outbox: ${outbox.pending} waiting${outbox.pending ? `, oldest ${outbox.oldestAgeSeconds}s` : ""}`, stuck]);
     const list = $("health-items");
     list.replaceChildren(
-      ...items.map(([text, red]) => {
+      ...items.map(([text, red, worker]) => {
         const item = document.createElement("li");
         item.textContent = text;
         if (red) item.className = "red";
+        if (worker) item.dataset.worker = worker;
         return item;
       }),
     );

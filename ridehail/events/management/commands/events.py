@@ -1,6 +1,7 @@
-"""`python manage.py events status|dead-letters|replay-dead [--topic T] [--json]`."""
+"""`python manage.py events status|dead-letters|replay-dead [--topic T] [--json]`, `events alive NAME`."""
 
 import json
+import socket
 from typing import Any
 
 import redis
@@ -8,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import Error as DatabaseError
 
 from ridehail.events.connection import worker_redis
+from ridehail.events.heartbeat import alive_workers
 from ridehail.events.status import dead_letters, outbox_status, replay_dead_letters, topic_status
 from ridehail.events.topic import Topic, declared_topics
 
@@ -24,11 +26,19 @@ class Command(BaseCommand):
         letters.add_argument("--json", action="store_true", help="machine-readable output")
         replay = actions.add_parser("replay-dead", help="put each dead letter back on its stream, once")
         replay.add_argument("--topic", help="only this topic")
+        alive = actions.add_parser(
+            "alive", help="exit 0 if a process of this worker on this host beat recently (a container's healthcheck)"
+        )
+        alive.add_argument("name", help="the worker: rides, locations")
+        alive.add_argument("--any-host", action="store_true", help="a live process on any host will do")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         client = worker_redis(timeout=5.0)
         if action == "status":
             self._status(client, as_json=options["json"])
+            return
+        if action == "alive":
+            self._alive(client, options["name"], host=None if options["any_host"] else socket.gethostname())
             return
         try:
             if action == "dead-letters":
@@ -52,13 +62,14 @@ class Command(BaseCommand):
     def _status(self, client: redis.Redis, *, as_json: bool) -> None:
         # Each of the database and Redis reports what it knows whether or not the other answers:
         # an outage is when the on-call person needs these figures most.
-        status: dict[str, Any] = {"outbox": None, "database": "ok", "redis": "ok", "topics": []}
+        status: dict[str, Any] = {"outbox": None, "database": "ok", "redis": "ok", "topics": [], "workers": []}
         try:
             status["outbox"] = outbox_status()
         except DatabaseError as exc:
             status["database"] = f"unreachable: {str(exc).strip() or type(exc).__name__}"
         try:
             status["topics"] = [topic_status(client, topic) for topic in declared_topics()]
+            status["workers"] = alive_workers(client)
         except redis.RedisError as exc:
             status["redis"] = f"unreachable: {exc}"
         if as_json:
@@ -93,6 +104,7 @@ class Command(BaseCommand):
                     )
             dead = topic["dead_letters"]
             self.stdout.write(f"  dead     {dead['name']}: {dead['length']} entries")
+        self._print_workers(status["workers"])
         if status["redis"] != "ok":
             self.stdout.write(f"Redis is {status['redis']}")
         outbox = status["outbox"]
@@ -101,6 +113,27 @@ class Command(BaseCommand):
             return
         age = f", oldest {outbox['oldest_pending_age_s']}s" if outbox["pending"] else ""
         self.stdout.write(f"outbox   {outbox['pending']} event(s) waiting to be published{age}")
+
+    def _print_workers(self, workers: list[dict[str, Any]]) -> None:
+        self.stdout.write(f"workers  {len(workers)} process(es) alive")
+        for worker in workers:
+            self.stdout.write(
+                f"  {worker['name']} ({worker['transport']}) on {worker['host']}/{worker['pid']}: "
+                f"last seen {worker['last_seen_s']:.1f}s ago, started {worker['started']}"
+            )
+
+    def _alive(self, client: redis.Redis, name: str, *, host: str | None) -> None:
+        try:
+            mine = [w for w in alive_workers(client) if w["name"] == name and host in (None, w["host"])]
+        except redis.RedisError as exc:
+            raise CommandError(f"Redis is not reachable: {exc}", returncode=1) from None
+        if not mine:
+            where = f" on {host}" if host else ""
+            raise CommandError(f"no live {name} worker{where}", returncode=1)
+        for worker in mine:
+            self.stdout.write(
+                f"{name} is alive on {worker['host']}/{worker['pid']}, last seen {worker['last_seen_s']}s ago"
+            )
 
     def _dead_letters(self, client: redis.Redis, topics: list[Topic], *, as_json: bool) -> None:
         letters = [letter for topic in topics for letter in dead_letters(client, topic)]

@@ -1,6 +1,5 @@
 """`python manage.py run_subscriber rides|locations [--transport pubsub|stream]`."""
 
-import logging
 import signal
 import threading
 from typing import Any
@@ -55,5 +54,3 @@ class Command(BaseCommand):
             claim_idle=options["claim_idle"], max_deliveries=options["max_deliveries"], batch_size=options["batch_size"]
         )
         workers[name].run(transport=Transport(transport), stop=stop, options=stream_options)
-        # Once, when every loop has ended (each loop logging it said "stopped" once per topic).
-        logging.getLogger(name).info("stopped")
