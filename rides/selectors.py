@@ -84,7 +84,7 @@ def overdue_ride_ids(*, timeout_seconds: float) -> list[uuid.UUID]:
 
 def rides_of_inactive_drivers() -> list[uuid.UUID]:
     """Assigned rides whose driver was deactivated: to give back to matching."""
-    rides = Ride.objects.filter(status=RideStatus.ASSIGNED, driver__is_active=False)
+    rides = Ride.objects.filter(status=RideStatus.ASSIGNED, driver__is_active=False).order_by()
     return list(rides.values_list("id", flat=True))
 
 
