@@ -18,7 +18,7 @@ from locations.serializers import (
 from locations.services import report_position
 from ridehail.events.connection import shared_redis
 from ridehail.web.schema import responses
-from ridehail.web.throttling import DRIVER_LOCATION, DriverThrottle
+from ridehail.web.throttling import DRIVER_LOCATION, UserThrottle
 from users.apis import DriverSetApi
 from users.permissions import IsDriver, IsRiderOrOperator
 
@@ -31,7 +31,7 @@ class TrackingApi(DriverSetApi):
 
 class DriverLocationApi(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
-    throttle_classes = [DriverThrottle]
+    throttle_classes = [UserThrottle]
     throttle_scope = DRIVER_LOCATION
 
     @extend_schema(

@@ -247,7 +247,10 @@ RIDEHAIL_THROTTLE_RATES = {
     "auth": env_rate("RIDEHAIL_THROTTLE_AUTH", "20/minute"),
     "driver-status": env_rate("RIDEHAIL_THROTTLE_DRIVER_STATUS", "120/minute"),  # status changes, per driver
     "driver-location": env_rate("RIDEHAIL_THROTTLE_DRIVER_LOCATION", "120/minute"),  # position reports, per driver
-    # ride requests and cancels together, per rider: a trip takes one or two, a changed mind three
+    # ride requests and cancels together, per rider. A rider asks a few times an hour; a trip
+    # takes one or two, a changed mind (request, cancel, request) three, and the simulator's
+    # riders (5-30 s between rides) about four a minute. A rider has one open ride at a time, so
+    # the abuse is churn (request, cancel, again: events and matcher work); 10 caps it per account.
     "rides": env_rate("RIDEHAIL_THROTTLE_RIDES", "10/minute"),
 }
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ridehail.web.schema import responses
-from ridehail.web.throttling import RIDES, ScopedThrottle
+from ridehail.web.throttling import RIDES, UserThrottle
 from rides.events import Point
 from rides.models import Ride, RideStatus
 from rides.pool import MATCHING_POOL
@@ -39,27 +39,19 @@ def conflict(exc: RideConflict) -> Response:
     return Response({"detail": exc.detail, "status": exc.status}, status=status.HTTP_409_CONFLICT)
 
 
-class RideThrottle(ScopedThrottle):
-    """Ride requests and cancels, per caller, in one window (reads are not limited): each makes
-    events and work for the matcher, so one account cannot flood them by asking and cancelling."""
-
-    scope = RIDES
-
-    def ident(self, request: Request) -> str | None:
-        if request.method != "POST" or not request.user.is_authenticated:
-            return None
-        return str(request.user.pk)
-
-
 class MatchingPoolApi(DriverSetApi):
     driver_set = MATCHING_POOL
 
 
 class RidesApi(APIView):
-    """POST: a rider requests a ride. GET: staff list recent rides."""
+    """POST: a rider requests a ride. GET: staff list recent rides.
+
+    Requests and cancels count in one window per rider (RIDES): each makes events and matcher
+    work, so one account cannot flood them by asking and cancelling."""
 
     permission_classes = [IsAuthenticated]
-    throttle_classes = [RideThrottle]
+    throttle_classes = [UserThrottle]
+    throttle_scope = RIDES
 
     @extend_schema(
         request=RideRequestSerializer,
@@ -116,10 +108,11 @@ class RideApi(APIView):
 
 
 class CancelRideApi(APIView):
-    """Its rider, or staff; a requested or assigned ride."""
+    """Its rider, or staff; a requested or assigned ride. Counts in the rider's RIDES window."""
 
     permission_classes = [IsAuthenticated]
-    throttle_classes = [RideThrottle]
+    throttle_classes = [UserThrottle]
+    throttle_scope = RIDES
 
     @extend_schema(request=None, responses={**responses({200: RideSerializer}, 401, 403, 404, 429), 409: CONFLICT})
     def post(self, request: Request, ride_id: str) -> Response:

@@ -82,11 +82,9 @@ def overdue_ride_ids(*, timeout_seconds: float) -> list[uuid.UUID]:
     return list(rides.values_list("id", flat=True))
 
 
-def rides_of_inactive_drivers(driver_id: uuid.UUID | None = None) -> list[uuid.UUID]:
-    """Assigned rides whose driver was deactivated (or this driver's, if inactive): to give back."""
-    rides = Ride.objects.filter(status=RideStatus.ASSIGNED, driver__is_active=False)
-    if driver_id is not None:
-        rides = rides.filter(driver_id=driver_id)
+def rides_of_inactive_drivers() -> list[uuid.UUID]:
+    """Assigned rides whose driver was deactivated: to give back to matching."""
+    rides = Ride.objects.filter(status=RideStatus.ASSIGNED, driver__is_active=False).order_by()
     return list(rides.values_list("id", flat=True))
 
 

@@ -6,7 +6,6 @@
 | `RideMatcher`: every requested ride matched to the nearest free driver | `ride-status-changed` | stream, always |
 """
 
-import logging
 import time
 import uuid
 
@@ -37,15 +36,6 @@ class MatchingPoolHandler(DriverSetHandler):
 
     def on_removed(self, driver_id: uuid.UUID) -> None:
         self.logger.info("driver %s removed from matching pool", driver_id)
-        release_rides_of_inactive(self.logger, driver_id)
-
-
-def release_rides_of_inactive(logger: logging.Logger, driver_id: uuid.UUID | None = None) -> None:
-    """Assigned rides of deactivated drivers go back to matching: at once when the deactivation
-    took the driver offline (its event), else at the next rebuild (a queryset .update())."""
-    for ride_id in rides_of_inactive_drivers(driver_id):
-        if release_ride(ride_id=ride_id) is not None:
-            logger.info("ride %s back to matching: its driver was deactivated", ride_id)
 
 
 class RideMatcher(Handler[RideStatusChanged]):
@@ -87,13 +77,18 @@ class RideMatcher(Handler[RideStatusChanged]):
             self.retry_waiting()
 
     def rebuild(self) -> None:
-        """The database is the matcher's state: catching up is trying every waiting ride now,
-        after giving back the rides of drivers deactivated by means no event told of."""
-        release_rides_of_inactive(self.logger)
+        """The database is the matcher's state: catching up is trying every waiting ride now."""
         self.retry_waiting()
 
     def retry_waiting(self) -> None:
         self.next_retry = time.monotonic() + settings.RIDEHAIL_MATCH_RETRY_SECONDS
+        # A deactivated driver's assigned ride goes back to matching, however they were
+        # deactivated (a queryset .update() included, which no event tells of; or while they
+        # were offline already): one query a round, found from the database, not from events,
+        # so the driver-status handlers keep no query per event on their hot path.
+        for ride_id in rides_of_inactive_drivers():
+            if release_ride(ride_id=ride_id) is not None:
+                self.logger.info("ride %s back to matching: its driver was deactivated", ride_id)
         for ride_id in overdue_ride_ids(timeout_seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
             if expire_ride(ride_id=ride_id) is not None:
                 self.logger.info("ride %s expired: no driver in %gs", ride_id, settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS)

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from ridehail.events.connection import shared_redis
 from ridehail.web.schema import responses
-from ridehail.web.throttling import AUTH, DRIVER_STATUS, ClientAddressThrottle, DriverThrottle
+from ridehail.web.throttling import AUTH, DRIVER_STATUS, ClientAddressThrottle, UserThrottle
 from users.driver_set import VersionedDriverSet
 from users.permissions import IsDriver, IsOperator
 from users.selectors import driver_status
@@ -93,7 +93,7 @@ class MeApi(APIView):
 
 class DriverStatusApi(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
-    throttle_classes = [DriverThrottle]
+    throttle_classes = [UserThrottle]
     throttle_scope = DRIVER_STATUS
 
     @extend_schema(responses=responses({200: DriverStatusResponseSerializer}, 401, 403))

@@ -62,9 +62,9 @@ def revoke_credentials(request: HttpRequest, *, token: Token | None) -> None:
 def deactivate_user(*, user_id: uuid.UUID) -> None:
     """End a user's access; a driver also goes offline, through the status change (its event).
 
-    The event takes them out of the workers' sets at once, and the rides worker gives an
-    assigned ride of theirs back to matching. Matching itself never relies on it: the
-    assignment refuses an inactive driver (so a queryset `.update()` is safe too).
+    The event takes them out of the workers' sets at once. Matching itself never relies on
+    it: the assignment refuses an inactive driver, and the rides worker's next retry round
+    gives an assigned ride of theirs back to matching (so a queryset `.update()` is safe too).
     """
     with transaction.atomic():
         User.objects.filter(pk=user_id).update(is_active=False)

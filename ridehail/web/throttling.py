@@ -11,7 +11,7 @@ proxy saw. Anything further left was written by the client and is never trusted.
 always set (0 by default): unset, DRF would trust the whole header.
 
 The API's throttles are two classes, by whom a request counts against (a client address, a
-driver); which window it counts in is the view's `throttle_scope`, as with DRF's own
+signed-in user); which window it counts in is the view's `throttle_scope`, as with DRF's own
 ScopedRateThrottle, and each scope is one constant below.
 
 Counters live in Redis, shared by every process: a sliding window kept and checked in one Lua
@@ -37,6 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from redis.commands.core import Script
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
@@ -213,11 +214,12 @@ class ClientAddressThrottle(ScopedThrottle):
         return client_address(request)
 
 
-class DriverThrottle(ScopedThrottle):
-    """Per driver, their writes only (PUT): status changes, position reports. Reads are not limited."""
+class UserThrottle(ScopedThrottle):
+    """Per signed-in user, their writes only: a driver's status changes and position reports, a
+    rider's ride requests and cancels. Reads are not limited."""
 
     def ident(self, request: Request) -> str | None:
-        if request.method != "PUT" or not request.user.is_authenticated:
+        if request.method in SAFE_METHODS or not request.user.is_authenticated:
             return None
         return str(request.user.pk)
 

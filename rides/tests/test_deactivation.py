@@ -35,20 +35,37 @@ def test_a_driver_deactivated_by_a_queryset_update_is_never_assigned(redis_clien
     assert Ride.objects.get(pk=ride.pk).status == RideStatus.REQUESTED
 
 
-def test_a_rebuild_takes_them_out_of_the_pool_and_gives_their_ride_to_another_driver(redis_client):
-    """Failed before: the pool kept them, and their assigned ride stayed theirs."""
+def test_a_retry_round_gives_their_ride_to_another_driver_and_a_rebuild_drops_them(redis_client):
+    """Failed before: their assigned ride stayed theirs, and the pool kept them."""
     gone, other = make_drivers(2)
     online_at(redis_client, [gone, other], [PICKUP, (PICKUP[0] + 300 * METRE, PICKUP[1])])
     (ride,) = rides_for(riders(1, "rider"), PICKUP, drivers=[gone])
-    User.objects.filter(pk=gone.pk).update(is_active=False)
+    User.objects.filter(pk=gone.pk).update(is_active=False)  # nothing hears it
 
-    MatchingPoolHandler(redis_client).rebuild()
-    RideMatcher(redis_client).rebuild()
+    RideMatcher(redis_client).retry_waiting()  # what the rides worker does every RETRY_SECONDS
 
-    assert MATCHING_POOL.members(redis_client) == [str(other.id)]
     ride = Ride.objects.get(pk=ride.pk)
     # given back (version 2), matched again (3)
     assert (ride.status, ride.driver_id, ride.version) == (RideStatus.ASSIGNED, other.id, 3)
+    MatchingPoolHandler(redis_client).rebuild()
+    assert MATCHING_POOL.members(redis_client) == [str(other.id)]
+
+
+def test_a_driver_deactivated_by_save_is_never_assigned_and_their_ride_goes_back(redis_client):
+    """Failed before: a plain save() of is_active=False left them matched (nothing hears it either)."""
+    gone, other = make_drivers(2)
+    online_at(redis_client, [gone, other], [PICKUP, (PICKUP[0] + 300 * METRE, PICKUP[1])])
+    (assigned,) = rides_for(riders(1, "first"), PICKUP, drivers=[gone])
+    gone.is_active = False
+    gone.save()
+
+    RideMatcher(redis_client).retry_waiting()
+    (later,) = rides_for(riders(1, "later"), PICKUP)
+    attempt = match(redis_client, ride_state(later))
+
+    assert Ride.objects.get(pk=assigned.pk).driver_id == other.id  # given back, then to the other
+    assert attempt.outcome is Outcome.NO_DRIVER  # the other is busy now; the deactivated one is not offered
+    assert Ride.objects.get(pk=later.pk).status == RideStatus.REQUESTED
 
 
 def test_a_ride_given_back_waits_anew_for_the_matching_timeout(redis_client, settings):
@@ -75,7 +92,7 @@ def test_deactivating_through_the_service_gives_the_ride_to_another_driver_at_on
 
     deactivate_user(user_id=gone.pk)
 
-    reassigned = wait_until(
+    reassigned = wait_until(  # within a retry round (0.2 s here)
         lambda: Ride.objects.filter(pk=ride.pk, status=RideStatus.ASSIGNED, driver=other).first(),
         timeout=5,
         what="the ride given to the other driver",
@@ -96,6 +113,30 @@ def test_the_admin_deactivates_through_the_service(redis_client):
     browser.force_login(User.objects.get(pk=operator.pk))
 
     response = browser.post("/admin/users/user/", {"action": "deactivate", "_selected_action": [str(driver.pk)]})
+
+    assert response.status_code == 302
+    driver.refresh_from_db()
+    assert (driver.is_active, driver.is_available, driver.status_version) == (False, False, 2)
+
+
+def test_unticking_active_on_the_admin_change_form_deactivates_through_the_service(redis_client):
+    """Failed before: the form saved is_active=False and left the driver online."""
+    (driver,) = make_drivers(1)
+    online_at(redis_client, [driver], [PICKUP])
+    operator = make_user("admin")
+    User.objects.filter(pk=operator.pk).update(is_staff=True, is_superuser=True)
+    browser = Client()
+    browser.force_login(User.objects.get(pk=operator.pk))
+    url = f"/admin/users/user/{driver.pk}/change/"
+    form = browser.get(url).context["adminform"].form
+    # The form as the page shows it, "active" unticked (an unticked checkbox is not sent).
+    data = {name: value for name, value in form.initial.items() if name in form.fields and value is not None}
+    data |= {"groups": [], "user_permissions": []}
+    del data["is_active"]
+    joined = data.pop("date_joined")  # a split date/time widget
+    data |= {"date_joined_0": joined.date().isoformat(), "date_joined_1": joined.time().isoformat()}
+
+    response = browser.post(url, data)
 
     assert response.status_code == 302
     driver.refresh_from_db()
