@@ -8,6 +8,7 @@ gathers the project's).
 """
 
 import inspect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +130,16 @@ def _ref(*path: str) -> dict[str, str]:
     return {"$ref": "#/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in path)}
 
 
+def _with_parameters(channel: dict[str, Any]) -> dict[str, Any]:
+    """AsyncAPI reads `{x}` in an address as a parameter: a Redis Cluster hash tag (`stream:{T}`) is
+    one whose only value is the topic's name, so it is declared as such."""
+    tags = re.findall(r"\{([^}]+)\}", channel["address"])
+    if not tags:
+        return channel
+    described = "A Redis Cluster hash tag, not a variable: always this value."
+    return {**channel, "parameters": {tag: {"enum": [tag], "default": tag, "description": described} for tag in tags}}
+
+
 def _channels(topic: Topic, message: str) -> dict[str, Any]:
     channels = {
         topic.name: {
@@ -155,7 +166,7 @@ def _channels(topic: Topic, message: str) -> dict[str, Any]:
             "description": "Entries a group could not handle: not a valid event, or failed too many times.",
             "messages": {"DeadLetter": _ref("components", "messages", "DeadLetter")},
         }
-    return channels
+    return {name: _with_parameters(channel) for name, channel in channels.items()}
 
 
 def _operations(topic: Topic, message: str, consumers: list[Consumer]) -> dict[str, Any]:

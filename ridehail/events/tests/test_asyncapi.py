@@ -7,10 +7,10 @@ import jsonschema
 import pytest
 
 from ridehail.catalogue import DOCUMENT_PATH, event_catalogue, render_document
-from ridehail.events import wire
+from ridehail.events import asyncapi, wire
 from ridehail.events.topic import declared_topics
 from tests.catalogue import assert_matches_catalogue
-from users.events import DRIVER_STATUS
+from users.events import DRIVER_STATUS, DriverStatusChanged
 
 ASYNCAPI_SCHEMA = Path(__file__).parent / "asyncapi" / "asyncapi-3.0.0.schema.json"
 
@@ -104,3 +104,22 @@ def test_a_valid_message_passes_both():
     message = json.dumps({**GOOD_STATUS, "addedLater": 1})  # unknown fields are allowed: consumers ignore them
     assert assert_matches_catalogue(DRIVER_STATUS.stream, message)["version"] == 7
     assert DRIVER_STATUS.parse(message).version == 7
+
+
+class TaggedTopic:
+    """A durable topic as it will be named on a cluster (not declared: declaring binds its event class)."""
+
+    name = channel = "tagged-topic"
+    durable = True
+    event_type = DriverStatusChanged
+    stream = "stream:{tagged-topic}"
+    dead_letters = "stream:{tagged-topic}:dead"
+
+
+def test_a_hash_tagged_stream_name_is_declared_as_a_parameter_of_one_value():
+    """When streams are named `stream:{T}` (Redis Cluster), AsyncAPI must not read `{T}` as a variable."""
+    document = asyncapi.document([TaggedTopic()], [])
+    channel = document["channels"]["tagged-topic-stream"]
+    assert channel["address"] == "stream:{tagged-topic}"
+    assert channel["parameters"]["tagged-topic"]["enum"] == ["tagged-topic"]
+    assert asyncapi_errors(document) == []
