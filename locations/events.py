@@ -45,8 +45,7 @@ class DriverLocationUpdated:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        fields = cls.FIELDS.read(data)
-        return cls(driver_id=fields["driverId"], lat=fields["lat"], lng=fields["lng"], timestamp=fields["timestamp"])
+        return cls(*cls.FIELDS.values(data))  # FIELDS lists the wire fields in this class's order
 
 
 DRIVER_LOCATION = Topic("driver-location-updated", DriverLocationUpdated, durable=False)

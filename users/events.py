@@ -69,14 +69,7 @@ class DriverStatusChanged:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        fields = cls.FIELDS.read(data)
-        return cls(
-            driver_id=fields["driverId"],
-            available=fields["available"],
-            timestamp=fields["timestamp"],
-            event_id=fields["eventId"],
-            version=fields["version"],
-        )
+        return cls(*cls.FIELDS.values(data))  # FIELDS lists the wire fields in this class's order
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Self:

@@ -6,6 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from locations.events import DRIVER_LOCATION
 from ridehail.catalogue import DOCUMENT_PATH, event_catalogue, render_document
 from ridehail.events import asyncapi, wire
 from ridehail.events.topic import declared_topics
@@ -123,3 +124,18 @@ def test_a_hash_tagged_stream_name_is_declared_as_a_parameter_of_one_value():
     assert channel["address"] == "stream:{tagged-topic}"
     assert channel["parameters"]["tagged-topic"]["enum"] == ["tagged-topic"]
     assert asyncapi_errors(document) == []
+
+
+@pytest.mark.parametrize(
+    ("topic", "message"),
+    [
+        (DRIVER_STATUS, GOOD_STATUS),
+        (
+            DRIVER_LOCATION,
+            {"driverId": DRIVER, "lat": 52.52, "lng": 13.405, "timestamp": "2026-02-01T12:00:00.123456Z"},
+        ),
+    ],
+)
+def test_an_event_read_through_its_fields_renders_back_the_same(topic, message):
+    """`from_dict` builds these classes from FIELDS in declaration order: the order must be the class's."""
+    assert topic.parse(json.dumps(message)).to_dict() == message
