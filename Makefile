@@ -32,6 +32,7 @@ lint: install
 
 test: install lint
 	@scripts/ensure-chromium
+	@scripts/ensure-promtool
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py check_services
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -15,7 +15,16 @@ LONGITUDE = (-180.0, 180.0)
 
 @dataclass(frozen=True, slots=True)
 class DriverLocationUpdated:
+    """A driver's position: published by each position report (`PUT /api/locations/driver-location`),
+    live only: no outbox, no stream, no version (the newest timestamp wins)."""
+
     topic: ClassVar[Topic]
+    FIELDS: ClassVar[wire.Fields] = wire.Fields(
+        wire.UuidField("driverId", "The driver: the key.", repeats=True),
+        wire.NumberField("lat", "Latitude, degrees (WGS 84).", low=LATITUDE[0], high=LATITUDE[1]),
+        wire.NumberField("lng", "Longitude, degrees (WGS 84).", low=LONGITUDE[0], high=LONGITUDE[1]),
+        wire.TimestampField(description="When the position was taken; a consumer keeps the newest per driver."),
+    )
 
     driver_id: uuid.UUID
     lat: float
@@ -36,12 +45,7 @@ class DriverLocationUpdated:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        return cls(
-            driver_id=wire.uuid_field(data, "driverId", repeats=True),
-            lat=wire.number_field(data, "lat", low=LATITUDE[0], high=LATITUDE[1]),
-            lng=wire.number_field(data, "lng", low=LONGITUDE[0], high=LONGITUDE[1]),
-            timestamp=wire.timestamp_field(data, "timestamp"),
-        )
+        return cls(*cls.FIELDS.values(data))  # FIELDS lists the wire fields in this class's order
 
 
 DRIVER_LOCATION = Topic("driver-location-updated", DriverLocationUpdated, durable=False)

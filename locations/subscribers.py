@@ -29,6 +29,8 @@ PRUNE_SECONDS = 10.0
 
 
 class TrackingHandler(DriverSetHandler):
+    """Keeps the tracked drivers (those online), whose positions the geo index holds."""
+
     name = "locations"
     driver_set = TRACKED_DRIVERS
 

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from ridehail import health
+from ridehail import catalogue, health
 from ridehail.events.admin import dead_letters_view
 from ridehail.metrics.views import metrics
 from ridehail.web.api import optional_slash_path
@@ -30,6 +30,8 @@ urlpatterns = [
     optional_slash_path("metrics", metrics, name="metrics"),
     optional_slash_path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     optional_slash_path("api/docs", api_docs, name="docs"),
+    optional_slash_path("api/events/schema", catalogue.schema_view, name="events-schema"),
+    optional_slash_path("api/events", catalogue.catalogue_page, name="events-catalogue"),
     path("", include("ridehail.dashboard.urls")),
     path("", include("users.urls")),
     path("", include("rides.urls")),

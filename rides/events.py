@@ -21,17 +21,17 @@ class Point:
     lat: float
     lng: float
 
+    FIELDS: ClassVar[wire.Fields] = wire.Fields(
+        wire.NumberField("lat", "Latitude, degrees (WGS 84).", low=LATITUDE[0], high=LATITUDE[1]),
+        wire.NumberField("lng", "Longitude, degrees (WGS 84).", low=LONGITUDE[0], high=LONGITUDE[1]),
+    )
+
     def to_dict(self) -> dict[str, float]:
         return {"lat": self.lat, "lng": self.lng}
 
     @classmethod
-    def from_dict(cls, data: Any, name: str) -> "Point":
-        if not isinstance(data, dict):
-            raise wire.InvalidEvent(f"field {name!r} is not an object with lat and lng")
-        return cls(
-            lat=wire.number_field(data, "lat", low=LATITUDE[0], high=LATITUDE[1]),
-            lng=wire.number_field(data, "lng", low=LONGITUDE[0], high=LONGITUDE[1]),
-        )
+    def from_fields(cls, fields: dict[str, float]) -> "Point":
+        return cls(lat=fields["lat"], lng=fields["lng"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,23 @@ class RideState:
 
 @dataclass(frozen=True, slots=True)
 class RideStatusChanged:
+    """A ride changed status: published by every transition (`POST /api/rides` requests one, the
+    rides worker assigns or expires it, its rider cancels it, its driver completes it), through the
+    outbox."""
+
     topic: ClassVar[Topic]
+    FIELDS: ClassVar[wire.Fields] = wire.Fields(
+        wire.UuidField("rideId", "The ride: the key (versions and order are per ride)."),
+        wire.UuidField("riderId", "The rider who requested it.", repeats=True),
+        wire.UuidField("driverId", "The assigned driver; null until assigned.", repeats=True, nullable=True),
+        wire.ChoiceField("status", "The ride's status after the change.", choices=tuple(RideStatus.values)),
+        wire.ObjectField("pickup", "Where the rider is picked up.", fields=Point.FIELDS),
+        wire.ObjectField("dropoff", "Where the ride goes.", fields=Point.FIELDS),
+        wire.TimestampField("requestedAt", "When the ride was requested."),
+        wire.TimestampField(description="When this change was committed."),
+        wire.VersionField(description="The ride's version after the change: +1 per change, from 1."),
+        wire.UuidField("eventId", "This change's id: a copy delivered again carries the same one."),
+    )
 
     ride: RideState
     event_id: uuid.UUID
@@ -83,22 +99,19 @@ class RideStatusChanged:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        status = wire.require(data, "status")
-        if status not in RideStatus.values:
-            raise wire.InvalidEvent(f"field 'status' is not a ride status: {status!r:.60}")
-        driver = wire.require(data, "driverId")
+        fields = cls.FIELDS.read(data)
         ride = RideState(
-            ride_id=wire.uuid_field(data, "rideId"),
-            rider_id=wire.uuid_field(data, "riderId", repeats=True),
-            driver_id=None if driver is None else wire.uuid_field(data, "driverId", repeats=True),
-            status=RideStatus(status),
-            pickup=Point.from_dict(wire.require(data, "pickup"), "pickup"),
-            dropoff=Point.from_dict(wire.require(data, "dropoff"), "dropoff"),
-            requested_at=wire.timestamp_field(data, "requestedAt"),
-            timestamp=wire.timestamp_field(data, "timestamp"),
-            version=wire.version_field(data, "version"),
+            ride_id=fields["rideId"],
+            rider_id=fields["riderId"],
+            driver_id=fields["driverId"],
+            status=RideStatus(fields["status"]),
+            pickup=Point.from_fields(fields["pickup"]),
+            dropoff=Point.from_fields(fields["dropoff"]),
+            requested_at=fields["requestedAt"],
+            timestamp=fields["timestamp"],
+            version=fields["version"],
         )
-        return cls(ride=ride, event_id=wire.uuid_field(data, "eventId"))
+        return cls(ride=ride, event_id=fields["eventId"])
 
 
 RIDE_STATUS = Topic("ride-status-changed", RideStatusChanged, durable=True)

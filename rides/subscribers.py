@@ -28,6 +28,8 @@ RETRY_PAGE = 200  # waiting rides read per query of a retry round (a round tries
 
 
 class MatchingPoolHandler(DriverSetHandler):
+    """Keeps the matching pool: the drivers who are online, whom requested rides may be offered to."""
+
     name = "rides"
     driver_set = MATCHING_POOL
 

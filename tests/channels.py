@@ -1,6 +1,5 @@
 """Listening on a topic's channel from a test, subscribed before the test acts."""
 
-import json
 import os
 import time
 from typing import Any
@@ -8,6 +7,7 @@ from typing import Any
 import redis
 
 from ridehail.events.topic import Topic
+from tests.catalogue import assert_matches_catalogue
 from users.events import DRIVER_STATUS
 
 
@@ -31,7 +31,8 @@ class ChannelListener:
         raise AssertionError(f"no message on {self.channel} within {timeout}s")
 
     def next_event(self, timeout: float = 5.0) -> dict[str, Any]:
-        return json.loads(self.next_message(timeout))
+        """The next message, which must be what the event catalogue (AsyncAPI) says the channel carries."""
+        return assert_matches_catalogue(self.channel, self.next_message(timeout))
 
     def assert_nothing_published(self) -> None:
         """Publish a marker; Pub/Sub keeps order, so if it comes first nothing came before it."""

@@ -35,7 +35,17 @@ class DriverStatus:
 
 @dataclass(frozen=True, slots=True)
 class DriverStatusChanged:
+    """A driver went online or offline: published by every committed change of a driver's status
+    (`PUT /api/users/driver-status`, the admin, a deactivation), through the outbox."""
+
     topic: ClassVar[Topic]
+    FIELDS: ClassVar[wire.Fields] = wire.Fields(
+        wire.UuidField("driverId", "The driver: the key (versions and order are per driver).", repeats=True),
+        wire.BoolField("available", "Whether the driver is online (may be offered rides)."),
+        wire.TimestampField(description="When the change was committed."),
+        wire.UuidField("eventId", "This change's id: a copy delivered again carries the same one."),
+        wire.VersionField(description="The driver's status version after the change: +1 per change, from 1."),
+    )
 
     driver_id: uuid.UUID
     available: bool
@@ -59,13 +69,7 @@ class DriverStatusChanged:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        return cls(
-            driver_id=wire.uuid_field(data, "driverId", repeats=True),
-            available=wire.bool_field(data, "available"),
-            timestamp=wire.timestamp_field(data, "timestamp"),
-            event_id=wire.uuid_field(data, "eventId"),
-            version=wire.version_field(data, "version"),
-        )
+        return cls(*cls.FIELDS.values(data))  # FIELDS lists the wire fields in this class's order
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Self:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,3 +127,146 @@ def timestamp_field(data: dict[str, Any], name: str = "timestamp") -> datetime:
     if moment < EARLIEST:
         raise InvalidEvent(f"field {name!r} is not a timestamp within years 1970-9999: {value!r:.60}")
     return moment
+
+
+# The field declarations: each event class lists its fields once, with these, and the same list
+# both validates a message (`Fields.read`, through the rules above) and describes it as JSON Schema
+# (`Fields.schema`, for the AsyncAPI catalogue). A rule and its description sit side by side, so
+# they cannot drift apart.
+
+_UTC_RANGE = "RFC 3339 with a time zone; converted to UTC, within years 1970-9999. Published in UTC with a 'Z'."
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    description: str = ""
+
+    def read(self, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def value_schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:
+        """The value's JSON Schema, described by the declaration's text and the rule's own."""
+        schema = self.value_schema()
+        text = " ".join(part for part in (self.description, schema.pop("description", "")) if part)
+        return {**schema, "description": text} if text else schema
+
+
+@dataclass(frozen=True)
+class UuidField(Field):
+    repeats: bool = False  # see uuid_field
+    nullable: bool = False
+
+    def read(self, data: dict[str, Any]) -> uuid.UUID | None:
+        if self.nullable and require(data, self.name) is None:
+            return None
+        return uuid_field(data, self.name, repeats=self.repeats)
+
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": ["string", "null"] if self.nullable else "string", "format": "uuid"}
+
+
+@dataclass(frozen=True)
+class BoolField(Field):
+    def read(self, data: dict[str, Any]) -> bool:
+        return bool_field(data, self.name)
+
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True)
+class VersionField(Field):
+    name: str = "version"
+
+    def read(self, data: dict[str, Any]) -> int:
+        return version_field(data, self.name)
+
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1, "maximum": MAX_VERSION - 1}
+
+
+@dataclass(frozen=True)
+class NumberField(Field):
+    low: float = -math.inf
+    high: float = math.inf
+
+    def read(self, data: dict[str, Any]) -> float:
+        return number_field(data, self.name, low=self.low, high=self.high)
+
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": "number", "minimum": self.low, "maximum": self.high}
+
+
+@dataclass(frozen=True)
+class TimestampField(Field):
+    name: str = "timestamp"
+
+    def read(self, data: dict[str, Any]) -> datetime:
+        return timestamp_field(data, self.name)
+
+    def value_schema(self) -> dict[str, Any]:
+        # The offset is required here; the year range is in UTC, which a pattern cannot say: described.
+        pattern = "^" + _RFC3339.pattern.replace("?P<offset>", "").removesuffix("?") + "$"
+        return {"type": "string", "format": "date-time", "pattern": pattern, "description": _UTC_RANGE}
+
+
+@dataclass(frozen=True)
+class ChoiceField(Field):
+    choices: tuple[str, ...] = ()
+
+    def read(self, data: dict[str, Any]) -> str:
+        value = require(data, self.name)
+        if value not in self.choices:
+            raise InvalidEvent(f"field {self.name!r} is not one of {', '.join(self.choices)}: {value!r:.60}")
+        return value
+
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class ObjectField(Field):
+    fields: "Fields | None" = None
+
+    def read(self, data: dict[str, Any]) -> dict[str, Any]:
+        value = require(data, self.name)
+        if not isinstance(value, dict):
+            raise InvalidEvent(f"field {self.name!r} is not an object with {', '.join(self._fields.names)}")
+        return self._fields.read(value)
+
+    def value_schema(self) -> dict[str, Any]:
+        return self._fields.schema()
+
+    @property
+    def _fields(self) -> "Fields":
+        assert self.fields is not None, f"object field {self.name!r} declares no fields"
+        return self.fields
+
+
+class Fields:
+    """An event's fields, in wire order: `read` validates a decoded message, `schema` describes it."""
+
+    def __init__(self, *fields: Field) -> None:
+        self.fields = fields
+        self.names = tuple(field.name for field in fields)
+        self._readers = tuple(field.read for field in fields)  # bound once: parsing is a hot path
+
+    def read(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Every declared field, validated, by name; fields not declared are ignored (added later)."""
+        return dict(zip(self.names, self.values(data), strict=True))
+
+    def values(self, data: dict[str, Any]) -> list[Any]:
+        """Every declared field, validated, in declaration order (for a class whose fields are in that order)."""
+        return [read(data) for read in self._readers]
+
+    def schema(self) -> dict[str, Any]:
+        # Unknown fields are allowed: consumers ignore them, so fields can be added later.
+        return {
+            "type": "object",
+            "required": list(self.names),
+            "properties": {field.name: field.schema() for field in self.fields},
+        }

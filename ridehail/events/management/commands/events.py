@@ -1,4 +1,5 @@
-"""`python manage.py events status|dead-letters|replay-dead [--topic T] [--json]`, `events alive NAME`."""
+"""`python manage.py events status|dead-letters|replay-dead [--topic T] [--json]`, `events alive NAME`;
+`events replay --topic T --group G --from <entry id | RFC 3339 time | start>`."""
 
 import json
 import socket
@@ -8,10 +9,11 @@ import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import Error as DatabaseError
 
+from ridehail.events import offsets
 from ridehail.events.connection import worker_redis
 from ridehail.events.heartbeat import alive_workers
 from ridehail.events.status import dead_letters, outbox_status, replay_dead_letters, topic_status
-from ridehail.events.topic import Topic, declared_topics
+from ridehail.events.topic import Topic, declared_topics, get_topic
 
 
 class Command(BaseCommand):
@@ -31,9 +33,21 @@ class Command(BaseCommand):
         )
         alive.add_argument("name", help="the worker: rides, locations")
         alive.add_argument("--any-host", action="store_true", help="a live process on any host will do")
+        rewind = actions.add_parser("replay", help="move a consumer group back: its workers process again from there")
+        rewind.add_argument("--topic", required=True, help="a durable topic")
+        rewind.add_argument("--group", required=True, help="the consumer group (rides, locations, ...)")
+        rewind.add_argument(
+            "--from",
+            dest="start",
+            required=True,
+            help="an entry id, an RFC 3339 time, or `start` (creates a new group)",
+        )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         client = worker_redis(timeout=5.0)
+        if action == "replay":
+            self._replay(client, options["topic"], options["group"], options["start"])
+            return
         if action == "status":
             self._status(client, as_json=options["json"])
             return
@@ -49,6 +63,22 @@ class Command(BaseCommand):
                     self.stdout.write(f"{topic.name}: {replayed} dead letter(s) put back on {topic.stream}.")
         except redis.RedisError as exc:
             raise CommandError(f"Redis is not reachable: {exc}") from None
+
+    def _replay(self, client: redis.Redis, topic_name: str, group: str, start: str) -> None:
+        try:
+            topic = get_topic(topic_name)
+            replayed = offsets.replay(client, topic, group, start)
+        except KeyError as exc:
+            raise CommandError(exc.args[0]) from None
+        except offsets.ReplayError as exc:
+            raise CommandError(str(exc)) from None
+        except redis.RedisError as exc:
+            raise CommandError(f"Redis is not reachable: {exc}") from None
+        made = "created at the start of" if replayed.created else "moved back on"
+        lag = "an unknown number of" if replayed.lag is None else str(replayed.lag)
+        self.stdout.write(
+            f"group {group} {made} {topic.stream} (after {replayed.cursor}): {lag} entries to process again."
+        )
 
     def _topics(self, name: str | None) -> list[Topic]:
         durable = [topic for topic in declared_topics() if topic.durable]
