@@ -1,10 +1,11 @@
 """The outbox relay: publishes every row the request that committed it did not, and prunes what went out.
 
 It runs as a thread inside every worker process (`run_subscriber`), so a committed event
-reaches Redis with nothing running but the web server, the workers and Redis. It waits on
-the wake-up list a request pushes to when it leaves a row to the relay (publisher.py), so
-such a row goes out at once; the same wait ends after `interval` for a scan that finds what
-nobody could announce (Redis was down, a process died after its commit). Several relays at
+reaches Redis with nothing running but the web server, the workers and Redis. A request that
+leaves a row to the relay PUBLISHes a wake-up (publisher.py); the worker hears it on its one
+subscribed connection and sets `wake` (pubsub.py), so such a row goes out at once. The same
+wait ends after `interval` for a scan that finds what nobody could announce (Redis was down,
+a process died after its commit, a wake-up sent while the worker was reconnecting). Several relays at
 once are safe: publishing is idempotent per event and ordered per key. The relay does not
 trim streams: only the web processes do, with their RIDEHAIL_STREAM_MAXLEN, so a worker
 started with another value cannot shorten a stream behind their back.
@@ -19,9 +20,9 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from ridehail.events.connection import Backoff, worker_redis
+from ridehail.events.connection import Backoff
 from ridehail.events.models import OutboxEvent
-from ridehail.events.publisher import BATCH_SIZE, RELAY_WAKE, publish_pending
+from ridehail.events.publisher import BATCH_SIZE, publish_pending
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class OutboxRelay(threading.Thread):
         self.stop = stop
         self.interval = interval
         self.backoff = Backoff(first=interval, maximum=10.0)
-        self.wake_client = worker_redis(timeout=interval + 5.0)  # longer than a BLPOP
-        self.cannot_wait = False
+        self.wake = threading.Event()  # set by the worker's subscriber on a wake-up (RELAY_WAKE)
+        self.rounds = 0  # rounds finished: how a test knows the first scan is over
 
     def run(self) -> None:
         last_prune = 0.0
@@ -76,6 +77,7 @@ class OutboxRelay(threading.Thread):
             # Whatever goes wrong in a round (Redis, the database, a row no one foresaw) is
             # logged with its traceback, and the next round runs: a relay that dies leaves
             # every later event of a process whose request could not publish it unannounced.
+            self.wake.clear()  # a wake-up from here on means another round: this one may miss its row
             try:
                 close_old_connections()
                 relay_once(trim=False)
@@ -83,22 +85,11 @@ class OutboxRelay(threading.Thread):
                     prune_published(older_than=timedelta(seconds=settings.RIDEHAIL_OUTBOX_RETENTION))
                     last_prune = time.monotonic()
                 self.backoff.reset()
+                self.rounds += 1
             except Exception:
                 delay = self.backoff.next_delay()
                 logger.exception("outbox: relay round failed; retrying in %.1fs", delay)
                 self.stop.wait(delay)
                 continue
-            self.wait_for_work()
+            self.wake.wait(self.interval)  # a request left a row to the relay, or it is time to scan
         connections.close_all()
-
-    def wait_for_work(self) -> None:
-        """Until a request leaves a row to the relay, or `interval` has passed (or stop is set)."""
-        try:
-            if self.wake_client.blpop([RELAY_WAKE], timeout=self.interval):
-                self.wake_client.delete(RELAY_WAKE)  # the round about to run covers them all
-            self.cannot_wait = False
-        except Exception:
-            if not self.cannot_wait:  # once per outage; the rounds say what else fails
-                logger.exception("outbox: cannot wait for wake-ups; scanning every %.1fs", self.interval)
-            self.cannot_wait = True
-            self.stop.wait(self.interval)

@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 PUBLISHED, ALREADY, OUT_OF_ORDER = 1, 0, -1
-# The list a request pushes to when it leaves a row to the relay; a relay blocks on it
-# (outbox.py). One element is enough to wake one: the relay publishes every pending row.
+# The channel a request PUBLISHes on when it leaves a row to the relay. Every worker listens on
+# it with its one subscribed connection (pubsub.py) and wakes its relay (outbox.py); a wake-up
+# that nobody hears costs nothing but time: the relay's periodic scan finds the row anyway.
 RELAY_WAKE = "outbox:wake"
 
 MARK_TTL = 7 * 24 * 3600  # seconds: see the module docstring; not a timing the order relies on
@@ -143,11 +144,8 @@ def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
 
 
 def wake_relay(client: redis.Redis) -> None:
-    """Tell a relay there are rows to publish; raises redis.RedisError if Redis cannot take it."""
-    pipe = client.pipeline(transaction=False)
-    pipe.lpush(RELAY_WAKE, 1)
-    pipe.ltrim(RELAY_WAKE, 0, 0)  # a wake-up nobody took yet is as good as many
-    pipe.execute()
+    """Tell the relays there are rows to publish; raises redis.RedisError if Redis cannot take it."""
+    client.publish(RELAY_WAKE, b"")
 
 
 def _record_failed_attempt(topic: Topic, key: str, exc: Exception) -> None:

@@ -6,12 +6,18 @@ Fire-and-forget means a message sent while the worker is away is gone, so after 
 or arrives as a message (the version check makes both orders correct).
 
 A worker subscribes to all its channels on one connection (`PubSubReader`), and routes each
-message to the handler of its channel.
+message to the handler of its channel. The same connection carries the worker's signals:
+channels whose message only sets a flag (the outbox relay's wake-up), so nothing else in the
+worker needs a connection of its own to wait on.
 """
 
+import logging
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
+import redis
 from django.db import close_old_connections
 
 from ridehail.events import metrics
@@ -20,23 +26,40 @@ from ridehail.events.runner import OUTAGES, Reader, Runner
 
 
 class PubSubReader(Reader):
-    """One subscribed connection for every channel of the worker's Pub/Sub handlers."""
+    """One subscribed connection for every channel of the worker's Pub/Sub handlers, and its signals."""
 
     runners: "list[PubSubRunner]"
 
+    def __init__(
+        self,
+        runners: "Sequence[PubSubRunner]",
+        *,
+        read_client: redis.Redis,
+        stop: threading.Event,
+        signals: Mapping[str, threading.Event] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.signals = dict(signals or {})
+        super().__init__(runners, read_client=read_client, stop=stop, logger=logger, what=", ".join(self.signals))
+
     def _run_connected(self) -> None:
         by_channel = {runner.topic.channel: runner for runner in self.runners}
-        with Subscription(self.read_client, by_channel) as subscription:
+        with Subscription(self.read_client, [*by_channel, *self.signals]) as subscription:
             for runner in self.runners:  # each may have missed messages while we were away
                 self.isolated(runner, lambda runner=runner: runner.rebuild(""))
+            for signal in self.signals.values():  # one may have been sent while we were away
+                signal.set()
             self.backoff.reset()
-            for channel in by_channel:
+            for channel in [*by_channel, *self.signals]:
                 self.logger.info("listening on %s", channel)
             while not self.stop.is_set():
                 batch = subscription.read_batch()
                 if batch:
                     raws: dict[str, list[bytes]] = defaultdict(list)
                     for channel, data in batch:
+                        if (signal := self.signals.get(channel)) is not None:
+                            signal.set()
+                            continue
                         raws[channel].append(data)
                     for channel, messages in raws.items():
                         if (runner := by_channel.get(channel)) is not None:

@@ -104,14 +104,22 @@ class Reader:
     raises is that handler's: logged, and the others carry on (`isolated`).
     """
 
-    def __init__(self, runners: Sequence[Runner], *, read_client: redis.Redis, stop: threading.Event) -> None:
-        if not runners:
-            raise ValueError("a reader needs at least one runner")
+    def __init__(
+        self,
+        runners: Sequence[Runner],
+        *,
+        read_client: redis.Redis,
+        stop: threading.Event,
+        logger: logging.Logger | None = None,
+        what: str = "",
+    ) -> None:
+        if not runners and logger is None:
+            raise ValueError("a reader without runners needs a logger")
         self.runners = list(runners)
         self.read_client = read_client  # dedicated to subscribing / blocking reads
         self.stop = stop
-        self.logger = self.runners[0].logger
-        self.what = ", ".join(runner.topic.name for runner in self.runners)
+        self.logger = logger or self.runners[0].logger
+        self.what = ", ".join(runner.topic.name for runner in self.runners) or what
         self.backoff = Backoff()
         self.turned_at = time.monotonic()  # when the loop last came round: the heartbeat's proof of life
 

@@ -7,14 +7,16 @@ An app declares its worker in its `subscribers` module:
 `python manage.py run_subscriber rides` finds it by name and runs it on at most three Redis
 connections, each named (CLIENT SETNAME) so `CLIENT LIST` says whose it is:
 
-    <name>:subscriber     every channel of its Pub/Sub handlers, on one connection (PubSubReader)
+    <name>:subscriber     every channel of its Pub/Sub handlers and the relay's wake-up, on one connection
     <name>:stream-reader  one blocking XREADGROUP of every stream of its stream handlers (StreamReader)
     <name>:commands       every other command: all handlers, the outbox relay, metrics, the heartbeat
 
-A reader runs in a thread of its own; only a worker with a handler on that transport opens
-it. One stop flag, set by SIGTERM or Ctrl-C, ends them all within a few seconds.
+A reader runs in a thread of its own; only a worker with a handler on streams opens a
+stream reader, and every worker subscribes (its relay's wake-up at least). One stop flag,
+set by SIGTERM or Ctrl-C, ends them all within a few seconds.
 """
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -28,6 +30,7 @@ from ridehail.events.connection import worker_command_redis, worker_redis
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.heartbeat import HeartbeatThread
 from ridehail.events.outbox import OutboxRelay
+from ridehail.events.publisher import RELAY_WAKE
 from ridehail.events.pubsub import PubSubReader, PubSubRunner
 from ridehail.events.runner import Reader
 from ridehail.events.stream import StreamReader, StreamRunner
@@ -59,9 +62,11 @@ class Worker:
         *,
         transport: Transport,
         stop: threading.Event,
+        relay_wake: threading.Event,
         options: StreamOptions = StreamOptions(),
     ) -> list[Reader]:
-        """Every handler on the transport its topic allows (a live topic: Pub/Sub), grouped by transport."""
+        """Every handler on the transport its topic allows (a live topic: Pub/Sub), grouped by transport;
+        the subscriber also sets `relay_wake` when a request leaves a row to the relay."""
         resync = settings.RIDEHAIL_RESYNC_SECONDS
         pubsub: list[PubSubRunner] = []
         streams: list[StreamRunner] = []
@@ -81,8 +86,15 @@ class Worker:
             else:
                 pubsub.append(PubSubRunner(handler, stop=stop, resync_seconds=resync))
         readers: list[Reader] = []
-        if pubsub:
-            readers.append(PubSubReader(pubsub, read_client=worker_redis(name=f"{self.name}:subscriber"), stop=stop))
+        readers.append(
+            PubSubReader(
+                pubsub,
+                read_client=worker_redis(name=f"{self.name}:subscriber"),
+                stop=stop,
+                signals={RELAY_WAKE: relay_wake},
+                logger=logging.getLogger(self.name),
+            )
+        )
         if streams:
             readers.append(
                 StreamReader(streams, read_client=worker_redis(name=f"{self.name}:stream-reader"), stop=stop)
@@ -92,8 +104,8 @@ class Worker:
     def run(self, *, transport: Transport, stop: threading.Event, options: StreamOptions = StreamOptions()) -> None:
         """Run every handler, the outbox relay and the heartbeat until `stop` is set."""
         commands = worker_command_redis(self.name)  # also what the relay's publisher uses here
-        readers = self.readers(commands, transport=transport, stop=stop, options=options)
         relay = OutboxRelay(stop)
+        readers = self.readers(commands, transport=transport, stop=stop, relay_wake=relay.wake, options=options)
         heartbeat = HeartbeatThread(
             commands,
             name=self.name,

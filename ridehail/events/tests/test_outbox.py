@@ -14,10 +14,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from conftest import client_for, make_drivers
-from ridehail.events.connection import shared_redis
+from ridehail.events.connection import shared_redis, worker_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import OutboxRelay, prune_published, relay_once
-from ridehail.events.publisher import MARK_TTL, mark, wake_relay
+from ridehail.events.publisher import MARK_TTL, RELAY_WAKE, mark
+from ridehail.events.pubsub import PubSubReader
 from ridehail.events.topic import STREAM_FIELD
 from rides.events import RIDE_STATUS
 from tests.channels import ChannelListener
@@ -40,19 +41,30 @@ def pending() -> list[int]:
 
 @pytest.fixture
 def relay() -> Iterator[OutboxRelay]:
-    """A relay thread as every worker runs one, whose periodic scan is too slow to matter: what
-    it publishes within a test's deadline, it was woken for."""
+    """A relay thread woken as in a worker (a subscriber that sets its `wake`), whose periodic scan
+    is too slow to matter: what it publishes within a test's deadline, it was woken for."""
     stop = threading.Event()
     thread = OutboxRelay(stop, interval=60.0)
+    subscriber = PubSubReader(
+        [],
+        read_client=worker_redis(name="test:subscriber"),
+        stop=stop,
+        signals={RELAY_WAKE: thread.wake},
+        logger=logging.getLogger("test"),
+    )
+    listening = threading.Thread(target=subscriber.run, daemon=True)
+    listening.start()
     thread.start()
-    # Its first scan is over once it blocks on the wake-up list: a test that then points this
-    # process at an unreachable Redis (miss_redis) can no longer hand the relay that client.
     client = shared_redis()
-    wait_until(lambda: any(c["cmd"] == "blpop" for c in client.client_list()), what="the relay waiting")
+    wait_until(lambda: client.pubsub_numsub(RELAY_WAKE)[0][1] >= 1, what="the wake-up channel subscribed")
+    # Its first scan is over: a test that then points this process at an unreachable Redis
+    # (miss_redis) can no longer hand the relay that client.
+    wait_until(lambda: thread.rounds >= 1, what="the relay's first round")
     yield thread
     stop.set()
-    wake_relay(shared_redis())  # out of its wait now, not in a minute
+    thread.wake.set()  # out of its wait now, not in a minute
     thread.join(timeout=5)
+    listening.join(timeout=5)
 
 
 def miss_redis(settings, change) -> None:

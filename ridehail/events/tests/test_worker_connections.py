@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 EXPECTED = {
     ("rides", "pubsub"): ["rides:commands", "rides:stream-reader", "rides:subscriber"],
-    ("rides", "stream"): ["rides:commands", "rides:stream-reader"],
+    # Every worker subscribes: its outbox relay's wake-up comes on the subscriber connection.
+    ("rides", "stream"): ["rides:commands", "rides:stream-reader", "rides:subscriber"],
     # Positions are live only: always Pub/Sub, whatever --transport says.
     ("locations", "pubsub"): ["locations:commands", "locations:subscriber"],
     ("locations", "stream"): ["locations:commands", "locations:stream-reader", "locations:subscriber"],
