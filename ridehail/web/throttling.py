@@ -76,7 +76,7 @@ def client_address(request: HttpRequest | Request) -> str:
 # measures the window the same way.
 # KEYS[1]: the window; ARGV: window (ms), limit, a unique member.
 _SLIDING_WINDOW = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     b"""
 local key, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = redis.call('TIME')
