@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.db import close_old_connections
@@ -178,7 +178,8 @@ class StreamRunner(Runner):
         response = self.read_client.xreadgroup(
             self.group, self.consumer, {self.stream: ">"}, count=self.batch_size, block=int(POLL_SECONDS * 1000)
         )
-        entries = response[0][1] if response else []
+        # Replies are bytes in RESP2's lists (connection.py's clients); redis-py's types allow str and RESP3's dict.
+        entries = cast(list[tuple[bytes, list[Entry]]], response)[0][1] if response else []
         self.process(entries)
         return len(entries)
 
@@ -215,7 +216,7 @@ class StreamRunner(Runner):
             count=len(entry_ids),
             consumername=self.consumer,
         )
-        return {item["message_id"]: item["times_delivered"] for item in pending}
+        return {cast(bytes, item["message_id"]): cast(int, item["times_delivered"]) for item in pending}
 
     def forget_dead_consumers(self) -> int:
         """Remove consumers idle for `forget_idle` that hold nothing: dead processes' names."""

@@ -34,7 +34,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import render
 from redis.commands.core import Script
 from rest_framework.request import Request
@@ -66,7 +66,8 @@ def client_address(request: HttpRequest | Request) -> str:
     It reads only `request.META`, so the HTML login forms count with it too. A peer without an
     address (a Unix socket) is "unknown": one window for all of them, never none.
     """
-    return BaseThrottle().get_ident(request) or "unknown"
+    # DRF types it for its Request, but it reads only `META`, which an HttpRequest has as well.
+    return BaseThrottle().get_ident(request) or "unknown"  # type: ignore[arg-type]
 
 
 # -- where counts are kept ----------------------------------------------------------------
@@ -225,11 +226,11 @@ class DriverThrottle(ScopedThrottle):
 # -- the HTML login forms ----------------------------------------------------------------------
 
 
-def limit_login_attempts(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def limit_login_attempts(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Count every POST to a login form in the `auth` window of its client address."""
 
     @wraps(view)
-    def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method == "POST":
             wait = hit(AUTH, client_address(request))
             if wait is not None:
