@@ -29,6 +29,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: install lint
 	@scripts/ensure-chromium
@@ -53,4 +54,4 @@ screenshots: install
 	RIDEHAIL_SCREENSHOTS=1 REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest ridehail/dashboard/tests/test_browser.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-db.sqlite3
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-db.sqlite3

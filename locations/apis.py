@@ -20,7 +20,7 @@ from ridehail.events.connection import shared_redis
 from ridehail.web.schema import responses
 from ridehail.web.throttling import DRIVER_LOCATION, UserThrottle
 from users.apis import DriverSetApi
-from users.permissions import IsDriver, IsRiderOrOperator
+from users.permissions import AuthenticatedRequest, IsDriver, IsRiderOrOperator
 
 OFFLINE = "The driver is offline: go online before reporting a position."
 
@@ -41,7 +41,7 @@ class DriverLocationApi(APIView):
         "answered; `timestamp` in whole milliseconds, as `nearby` and the dashboard show it. A driver the "
         "database says is offline gets 409; Redis unreachable, 503.",
     )
-    def put(self, request: Request) -> Response:
+    def put(self, request: AuthenticatedRequest) -> Response:
         serializer = PositionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if not request.user.is_available:

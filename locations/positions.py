@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import redis
 from redis.commands.core import Script
@@ -33,7 +34,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # positions' times are kept as millise
 # KEYS: tracked set, geo index, data hash. ARGV: quadruples of driver, lat, lng, time (ms).
 # Returns {applied, untracked, not newer, too near a pole}.
 _APPLY = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     b"""
 local applied, untracked, stale, polar = 0, 0, 0, 0
 for i = 1, #ARGV, 4 do
@@ -59,7 +60,7 @@ return {applied, untracked, stale, polar}
 
 # KEYS: geo index, data hash. ARGV: drivers.
 _DROP = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     b"""
 for _, driver in ipairs(ARGV) do
   redis.call('ZREM', KEYS[1], driver)
@@ -72,7 +73,7 @@ return #ARGV
 # KEYS: tracked set, geo index, data hash. ARGV: max age (ms). Drops positions of drivers no
 # longer tracked, positions too old, and geo entries without data. Returns how many went.
 _PRUNE = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     b"""
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[1])
@@ -101,7 +102,7 @@ return removed
 # {driver, "lat lng ms", ...}. Asks the index for a few more than wanted and widens the ask
 # only if stale entries (or drivers outside the set) crowded the wanted ones out.
 _SEARCH = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     b"""
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[5])
@@ -193,7 +194,9 @@ def fresh_positions_near(
 
 def held_positions(client: redis.Redis) -> dict[str, Position]:
     """Every position in the index, by driver id (for the dashboard's snapshot and for tests)."""
-    return {driver.decode(): Position.from_held(driver, held) for driver, held in client.hgetall(GEO_DATA).items()}
+    # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
+    held_by_driver = cast(dict[bytes, bytes], client.hgetall(GEO_DATA))
+    return {driver.decode(): Position.from_held(driver, held) for driver, held in held_by_driver.items()}
 
 
 def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:

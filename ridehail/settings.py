@@ -138,7 +138,7 @@ RIDEHAIL_DB_STATEMENT_TIMEOUT = env_float("RIDEHAIL_DB_STATEMENT_TIMEOUT", 3.0, 
 RIDEHAIL_DB_IDLE_TRANSACTION_TIMEOUT = env_float("RIDEHAIL_DB_IDLE_TRANSACTION_TIMEOUT", 30.0, minimum=1.0)
 
 
-def _database_from_url(url: str) -> dict:
+def _database_from_url(url: str) -> dj_database_url.DBConfig:
     try:
         config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except Exception as exc:  # dj-database-url raises plain exceptions for unknown schemes

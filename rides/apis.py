@@ -26,7 +26,7 @@ from rides.serializers import (
 )
 from rides.services import RideConflict, Trip, cancel_ride, complete_ride, request_ride
 from users.apis import DriverSetApi
-from users.permissions import is_operator
+from users.permissions import AuthenticatedRequest, is_operator
 
 CONFLICT = OpenApiResponse(ConflictSerializer, description="Not possible in the ride's status (given)")
 
@@ -57,7 +57,7 @@ class RidesApi(APIView):
         request=RideRequestSerializer,
         responses={**responses({201: RideSerializer}, 400, 401, 403, 415, 429), 409: CONFLICT},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         if request.user.is_driver:
             raise PermissionDenied("Only riders request rides.")
         body = RideRequestSerializer(data=request.data)
@@ -87,7 +87,7 @@ class CurrentRideApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses=responses({200: CurrentRideSerializer}, 401, 403))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         ride = current_ride(request.user)
         return Response({"ride": ride_data(ride) if ride else None})
 
@@ -96,11 +96,11 @@ class RideApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses=responses({200: RideSerializer}, 401, 403, 404))
-    def get(self, request: Request, ride_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, ride_id: str) -> Response:
         return Response(ride_data(self.visible_ride(request, ride_id)))
 
     @staticmethod
-    def visible_ride(request: Request, ride_id: str) -> Ride:
+    def visible_ride(request: AuthenticatedRequest, ride_id: str) -> Ride:
         ride = ride_visible_to(request.user, uuid.UUID(ride_id))  # the URL pattern only lets UUIDs through
         if ride is None:
             raise NotFound("No such ride.")
@@ -115,7 +115,7 @@ class CancelRideApi(APIView):
     throttle_scope = RIDES
 
     @extend_schema(request=None, responses={**responses({200: RideSerializer}, 401, 403, 404, 429), 409: CONFLICT})
-    def post(self, request: Request, ride_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, ride_id: str) -> Response:
         ride = RideApi.visible_ride(request, ride_id)
         if not (ride.rider_id == request.user.pk or is_operator(request.user)):
             raise PermissionDenied("Only the ride's rider or staff may cancel it.")
@@ -131,7 +131,7 @@ class CompleteRideApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=None, responses={**responses({200: RideSerializer}, 401, 403, 404), 409: CONFLICT})
-    def post(self, request: Request, ride_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, ride_id: str) -> Response:
         ride = RideApi.visible_ride(request, ride_id)
         if ride.driver_id != request.user.pk:
             raise PermissionDenied("Only the ride's driver may complete it.")

@@ -104,7 +104,9 @@ def release_ride(*, ride_id: uuid.UUID) -> Ride | None:
     """
     with transaction.atomic():
         ride = Ride.objects.select_for_update().filter(pk=ride_id, status=RideStatus.ASSIGNED).first()
-        if ride is None or User.objects.filter(pk=ride.driver_id, is_active=True).exists():
+        if ride is None or (
+            ride.driver_id is not None and User.objects.filter(pk=ride.driver_id, is_active=True).exists()
+        ):
             return None
         ride.driver_id, ride.assigned_at = None, None
         _change(ride, RideStatus.REQUESTED, extra_fields=["driver", "assigned_at"])

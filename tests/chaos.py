@@ -50,7 +50,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -88,7 +88,8 @@ class Fault:
 
 def fault_schedule(seed: int, seconds: float, max_faults: int | None, kinds: list[str]) -> list[Fault]:
     rng = random.Random(seed)
-    faults, at = [], WARMUP
+    faults: list[Fault] = []
+    at = WARMUP
     while max_faults is None or len(faults) < max_faults:
         kind = rng.choice(kinds)
         low, high = WINDOWED.get(kind, (0, 0))
@@ -136,6 +137,7 @@ class Supervised:
         self.log.close()
 
     def children(self) -> list[int]:
+        assert self.process is not None, f"{self.name} was never started"
         found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in found.split()]
 
@@ -260,7 +262,8 @@ class City:
 
     def online_drivers(self) -> int:
         with psycopg.connect(self.database_direct) as conn:
-            return conn.execute("SELECT count(*) FROM users_user WHERE role = 'driver' AND is_available").fetchone()[0]
+            online = conn.execute("SELECT count(*) FROM users_user WHERE role = 'driver' AND is_available").fetchone()
+            return cast(tuple[int], online)[0]  # count(*) always answers one row
 
     # -- faults
 
@@ -287,6 +290,7 @@ class City:
     def fault_redis_restart(self, fault: Fault, rng: random.Random) -> None:
         with self.archive.lock:
             self._pause_writers_and_archive()
+            assert self.redis.process is not None, "the city's Redis runs from the start"
             self.redis.process.kill()
             self.redis.process.wait(timeout=10)
             self.redis.start()
@@ -307,6 +311,7 @@ class City:
         self.archive.collect()
 
     def fault_redis_pause(self, fault: Fault, rng: random.Random) -> None:
+        assert self.redis.process is not None, "the city's Redis runs from the start"
         self.redis.process.send_signal(signal.SIGSTOP)
         time.sleep(fault.duration)
         self.redis.process.send_signal(signal.SIGCONT)
@@ -434,8 +439,8 @@ class Dashboard:
             if known is None or frame["version"] > known[1]:
                 self.drivers[frame["driverId"]] = (frame["available"], frame["version"])
         elif kind == "ride-status-changed":
-            known = self.rides.get(frame["rideId"])
-            if known is None or frame["version"] > known[2]:
+            known_ride = self.rides.get(frame["rideId"])
+            if known_ride is None or frame["version"] > known_ride[2]:
                 self.rides[frame["rideId"]] = (frame["status"], frame["driverId"], frame["version"])
 
     def view(self) -> tuple[dict[str, bool], dict[str, tuple[str, str | None]]]:
@@ -517,10 +522,10 @@ def check_streams(report: Report, archive: Archive, database: psycopg.Connection
             last_version[key] = max(version, last_version.get(key, 0))
     missing = [event_id for event_id in outbox if seen[event_id] == 0]
     copies = sum(count - 1 for count in seen.values() if count > 1)
-    entries = sum(len(e) for e in archive.entries.values())
+    archived = sum(len(e) for e in archive.entries.values())
     report.add(
         "every committed change on its stream at least once",
-        f"{len(outbox)} outbox rows, {entries - forged} stream entries of them, {len(missing)} missing "
+        f"{len(outbox)} outbox rows, {archived - forged} stream entries of them, {len(missing)} missing "
         f"({forged} forged entries ignored)",
         not missing,
     )
@@ -538,13 +543,14 @@ def check_streams(report: Report, archive: Archive, database: psycopg.Connection
 
 
 def check_rides(report: Report, archive: Archive, database: psycopg.Connection, created: set[str]) -> None:
-    statuses = dict(database.execute("SELECT id::text, status FROM rides_ride").fetchall())
+    statuses: dict[str, str] = dict(database.execute("SELECT id::text, status FROM rides_ride").fetchall())
     unknown = created - set(statuses)
-    stuck = database.execute(
+    stuck_row = database.execute(
         "SELECT count(*) FROM rides_ride WHERE status = 'requested'"
         " AND requested_at < now() - %s * interval '1 second'",
         [MATCH_TIMEOUT + 10],
-    ).fetchone()[0]
+    ).fetchone()
+    stuck = cast(tuple[int], stuck_row)[0]  # count(*) always answers one row
     ended = sum(1 for ride in created if statuses.get(ride) in ("assigned", "completed", "cancelled", "expired"))
     still = sum(1 for ride in created if statuses.get(ride) == "requested")
     report.add(
@@ -598,9 +604,10 @@ def worker_state_matches(city: City, database: psycopg.Connection) -> dict[str, 
         str(row[0]) for row in database.execute("SELECT id FROM users_user WHERE role = 'driver' AND is_available")
     }
     client = city.direct
-    pool = {member.decode() for member in client.smembers("rides:matching-pool")}
-    tracked = {member.decode() for member in client.smembers("locations:tracked-drivers")}
-    positioned = {member.decode() for member in client.zrange("locations:positions", 0, -1)}
+    # Replies are bytes (the client does not decode); redis-py types them bytes | str.
+    pool = {member.decode() for member in cast(set[bytes], client.smembers("rides:matching-pool"))}
+    tracked = {member.decode() for member in cast(set[bytes], client.smembers("locations:tracked-drivers"))}
+    positioned = {member.decode() for member in cast(list[bytes], client.zrange("locations:positions", 0, -1))}
     pending = {}
     for stream in DURABLE_STREAMS:
         try:
@@ -723,6 +730,7 @@ def run(
         remaining = started + seconds - time.time()
         if remaining > 0:
             time.sleep(remaining)
+        assert simulator.process is not None, "started above"
         alive = simulator.process.poll() is None
         simulator.kill()  # traffic stops at once, mid-request, as clients vanish
         simulator.log.close()

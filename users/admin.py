@@ -16,7 +16,7 @@ class UserAdmin(DjangoUserAdmin):
     # Availability changes go through the service (version bump + event), never a form save.
     readonly_fields = ["is_available", "status_version", "status_changed_at"]
     fieldsets = [
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),  # never None: django-stubs types it Optional
         ("Ride-hailing", {"fields": ["role", "is_available", "status_version", "status_changed_at"]}),
     ]
     add_fieldsets = [(None, {"fields": ["username", "role", "password1", "password2"]})]

@@ -15,7 +15,7 @@ from ridehail.events.connection import shared_redis
 from ridehail.web.schema import responses
 from ridehail.web.throttling import AUTH, DRIVER_STATUS, ClientAddressThrottle, UserThrottle
 from users.driver_set import VersionedDriverSet
-from users.permissions import IsDriver, IsOperator
+from users.permissions import AuthenticatedRequest, IsDriver, IsOperator
 from users.selectors import driver_status
 from users.serializers import (
     DriverStatusResponseSerializer,
@@ -97,7 +97,7 @@ class DriverStatusApi(APIView):
     throttle_scope = DRIVER_STATUS
 
     @extend_schema(responses=responses({200: DriverStatusResponseSerializer}, 401, 403))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response(driver_status(request.user).to_dict())
 
     @extend_schema(
@@ -105,7 +105,7 @@ class DriverStatusApi(APIView):
         responses=responses({200: StatusChangeResponseSerializer}, 400, 401, 403, 413, 415, 429),
         description='An empty body (or `{}`) toggles; `{"available": true|false}` sets.',
     )
-    def put(self, request: Request) -> Response:
+    def put(self, request: AuthenticatedRequest) -> Response:
         serializer = DriverStatusUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         change = set_driver_availability(

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import redis
 from redis.commands.core import Script
@@ -39,7 +39,7 @@ end
 # KEYS: members set, versions hash. ARGV: triples of driver id, "1"/"0", version.
 # Returns, per triple, -1 if applied or else the newer version already held.
 _APPLY = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     _SET_STATE
     + b"""
 local results = {}
@@ -63,7 +63,7 @@ return results
 # (driver, version held) for the caller to check. Drivers absent from the database go.
 # Returns {number in the set, driver, held, driver, held, ...}.
 _MERGE = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     _SET_STATE
     + b"""
 local keep, ahead = {}, {}
@@ -94,7 +94,7 @@ return result
 # database, read after the merge), version held at the merge. The database's state replaces
 # the entry if Redis still holds that version: no committed change explains it.
 _REPLACE_FORGED = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     _SET_STATE
     + b"""
 local replaced = 0
@@ -147,7 +147,9 @@ class VersionedDriverSet:
         return int(_REPLACE_FORGED(keys=[self.key, self.versions_key], args=args, client=client)) if args else 0
 
     def members(self, client: redis.Redis) -> list[str]:
-        return sorted(member.decode() for member in client.smembers(self.key))
+        # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
+        members = cast(set[bytes], client.smembers(self.key))
+        return sorted(member.decode() for member in members)
 
     def clear(self, client: redis.Redis) -> None:
         client.delete(self.key, self.versions_key)

@@ -1,4 +1,5 @@
 import uuid
+from typing import TYPE_CHECKING, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
@@ -10,8 +11,15 @@ class Role(models.TextChoices):
     RIDER = "rider", "Rider"
 
 
-class CaseInsensitiveUserManager(UserManager):
-    def get_by_natural_key(self, username: str) -> "User":
+if TYPE_CHECKING:
+    # Generic in django-stubs only: Django's UserManager cannot be subscripted at runtime.
+    _UserManager = UserManager["User"]
+else:
+    _UserManager = UserManager
+
+
+class CaseInsensitiveUserManager(_UserManager):
+    def get_by_natural_key(self, username: str | None) -> "User":
         """Every way to sign in (API, login form, admin) finds `Driver1` and fullwidth `driver1` as `driver1`."""
         normalized = self.model.normalize_username(username)
         return self.alias(username_key=Lower("username")).get(username_key=Lower(models.Value(normalized)))
@@ -33,7 +41,7 @@ class User(AbstractUser):
     status_version = models.PositiveIntegerField(default=0)
     status_changed_at = models.DateTimeField(null=True, blank=True)
 
-    objects = CaseInsensitiveUserManager()
+    objects: ClassVar[CaseInsensitiveUserManager] = CaseInsensitiveUserManager()
 
     class Meta:
         constraints = [

@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import cast
 
 from django.contrib.auth import logout
 from django.contrib.auth.password_validation import validate_password
@@ -124,8 +125,10 @@ def _write_status_change(driver_id: uuid.UUID, available: bool | None, changed_a
 
 @cache
 def _status_fields() -> dict[str, Field]:
+    # Columns of the table itself, which the type checker cannot tell from a name: never a
+    # relation (`get_field` may return one), and each has its `column` (None only on relations).
     return {
-        name: User._meta.get_field(name)
+        name: cast(Field, User._meta.get_field(name))
         for name in ("id", "role", "is_available", "status_version", "status_changed_at")
     }
 
@@ -135,7 +138,7 @@ def _status_change_sql(*, toggle: bool) -> str:
     """Built once per process: the project has one database."""
     quote = connection.ops.quote_name
     table = quote(User._meta.db_table)
-    column = {name: quote(field.column) for name, field in _status_fields().items()}
+    column = {name: quote(cast(str, field.column)) for name, field in _status_fields().items()}
     available, version = column["is_available"], column["status_version"]
     new_value = f"NOT {available}" if toggle else "%s"
     only_if_different = "" if toggle else f" AND {available} <> %s"

@@ -123,5 +123,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             process_fanout().leave(self)
             process_access_watcher().forget(self)
             process_control_listener().forget(self)
-        if getattr(self, "forwarder", None):
-            self.forwarder.cancel()
+        forwarder = getattr(self, "forwarder", None)  # unset if the socket closed before it was accepted
+        if forwarder:
+            forwarder.cancel()

@@ -180,7 +180,7 @@ class Fanout:
         rides = [event for event in events if isinstance(event, RideStatusChanged)]
         drivers = driver_versions({event.driver_id for event in statuses}) if statuses else {}
         found = ride_versions([event.ride.ride_id for event in rides]) if rides else {}
-        confirmed = []
+        confirmed: list[tuple[DriverStatusChanged | RideStatusChanged, dict[str, str]]] = []
         for event in events:
             if isinstance(event, DriverStatusChanged) and event.version <= drivers.get(event.driver_id, (0, ""))[0]:
                 # The username, as the snapshot lists drivers: a driver who registered after the

@@ -93,7 +93,7 @@ class _HandOverPool(redis.BlockingConnectionPool):
     the GIL after each release lets the waiter run first.
     """
 
-    def release(self, connection: redis.connection.Connection) -> None:
+    def release(self, connection: redis.connection.ConnectionInterface) -> None:
         super().release(connection)
         time.sleep(0)
 

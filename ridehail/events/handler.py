@@ -60,8 +60,9 @@ class Handler(Generic[E]):
                 self.logger.warning("ignored message on %s: %s: %r", self.topic.channel, exc, raw[:200])
         return events
 
-    def rebuild(self) -> None:
-        """Nothing to rebuild by default: a handler without state of its own."""
+    def rebuild(self) -> int | None:
+        """Nothing to rebuild by default: a handler without state of its own. A handler with a set
+        may return its size (the driver set does, for its tests); the runner ignores it."""
 
     def on_idle(self) -> None:
         """Periodic work of the handler's own (the matcher's retries), run by its loop at least

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -58,7 +58,8 @@ def forget(client: redis.Redis, info: dict[str, Any]) -> None:
 
 def alive_workers(client: redis.Redis) -> list[dict[str, Any]]:
     """Every live worker process, by name then host and pid, with `last_seen_s`: seconds since its last beat."""
-    members = [member.decode() for member in client.zrange(INDEX, 0, -1)]
+    # Replies are bytes (connection.py's clients never decode); redis-py's types allow str too.
+    members = [member.decode() for member in cast(list[bytes], client.zrange(INDEX, 0, -1))]
     if not members:
         return []
     pipe = client.pipeline(transaction=False)

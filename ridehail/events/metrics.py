@@ -14,6 +14,8 @@ pipeline that acknowledges it (streams) or in one HINCRBY per batch (Pub/Sub). A
 them, which Prometheus reads as a counter reset, as it does a restart.
 """
 
+from typing import cast
+
 import redis
 
 PUBLISHED = "ridehail:metrics:published"
@@ -36,13 +38,17 @@ def count_handled(
 
 def read_published(client: redis.Redis) -> dict[str, int]:
     """Events published so far, per topic."""
-    return {name.decode(): int(value) for name, value in client.hgetall(PUBLISHED).items()}
+    # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
+    published = cast(dict[bytes, bytes], client.hgetall(PUBLISHED))
+    return {name.decode(): int(value) for name, value in published.items()}
 
 
 def read_handled(client: redis.Redis, *, failed: bool = False) -> dict[tuple[str, str], int]:
     """Events handled (or failed) so far, per (worker, topic)."""
     counts = {}
-    for name, value in client.hgetall(FAILED if failed else HANDLED).items():
+    # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
+    counts_by_name = cast(dict[bytes, bytes], client.hgetall(FAILED if failed else HANDLED))
+    for name, value in counts_by_name.items():
         worker, _, topic = name.decode().partition(SEPARATOR)
         counts[(worker, topic)] = int(value)
     return counts

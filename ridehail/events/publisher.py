@@ -59,7 +59,7 @@ MARK_TTL = 7 * 24 * 3600  # seconds: see the module docstring; not a timing the 
 # mark's time to live.
 # Returns PUBLISHED, ALREADY (the mark says this version is out) or OUT_OF_ORDER.
 _PUBLISH_ONCE = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     b"""
 local out = tonumber(redis.call('GET', KEYS[2]) or '0')
 local version = tonumber(ARGV[6])

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import redis
 from django.db import close_old_connections
@@ -28,7 +29,7 @@ from ridehail.events.runner import OUTAGES, Reader, Runner
 class PubSubReader(Reader):
     """One subscribed connection for every channel of the worker's Pub/Sub handlers, and its signals."""
 
-    runners: "list[PubSubRunner]"
+    runners: "Sequence[PubSubRunner]"
 
     def __init__(
         self,
@@ -46,7 +47,7 @@ class PubSubReader(Reader):
         by_channel = {runner.topic.channel: runner for runner in self.runners}
         with Subscription(self.read_client, [*by_channel, *self.signals]) as subscription:
             for runner in self.runners:  # each may have missed messages while we were away
-                self.isolated(runner, lambda runner=runner: runner.rebuild(""))
+                self.isolated(runner, partial(runner.rebuild, ""))
             for signal in self.signals.values():  # one may have been sent while we were away
                 signal.set()
             self.backoff.reset()
@@ -57,13 +58,13 @@ class PubSubReader(Reader):
                 if batch:
                     raws: dict[str, list[bytes]] = defaultdict(list)
                     for channel, data in batch:
-                        if (signal := self.signals.get(channel)) is not None:
-                            signal.set()
+                        if (flag := self.signals.get(channel)) is not None:
+                            flag.set()
                             continue
                         raws[channel].append(data)
                     for channel, messages in raws.items():
-                        if (runner := by_channel.get(channel)) is not None:
-                            self.isolated(runner, lambda runner=runner, messages=messages: runner.handle(messages))
+                        if (target := by_channel.get(channel)) is not None:
+                            self.isolated(target, partial(target.handle, messages))
                 else:
                     close_old_connections()
                 self.reconcile_and_idle()

@@ -104,6 +104,8 @@ class Reader:
     raises is that handler's: logged, and the others carry on (`isolated`).
     """
 
+    runners: Sequence[Runner]
+
     def __init__(
         self,
         runners: Sequence[Runner],

@@ -3,7 +3,7 @@ dead letters; the outbox backlog (from the database, so it is known even with Re
 
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.db.models import Min
@@ -58,7 +58,7 @@ def stream_status(client: redis.Redis, stream: str) -> dict[str, Any]:
 def dead_letters(client: redis.Redis, topic: Topic, *, limit: int | None = None) -> list[dict[str, Any]]:
     """The topic's dead letters, oldest first: why each failed, where, how often, and the event."""
     letters = []
-    for entry_id, fields in client.xrange(topic.dead_letters, count=limit):
+    for entry_id, fields in _entries(client, topic.dead_letters, count=limit):
         raw = fields.get(STREAM_FIELD.encode(), b"")
         letters.append(
             {
@@ -83,7 +83,7 @@ def replay_dead_letters(client: redis.Redis, topic: Topic) -> int:
     same time (two operators, the admin's button) put each back once: see REPLAY_ENTRY.
     """
     by_entry: dict[bytes, list[bytes]] = defaultdict(list)
-    for letter_id, fields in client.xrange(topic.dead_letters):
+    for letter_id, fields in _entries(client, topic.dead_letters):
         by_entry[_origin(letter_id, fields)].append(letter_id)
     entries = list(by_entry.values())
     replayed = 0
@@ -102,12 +102,12 @@ def replay_dead_letter(client: redis.Redis, topic: Topic, letter_id: str) -> boo
     as in `replay_dead_letters`: replaying again, from any of them, adds nothing, and neither
     does a replay that a concurrent one beat to it.
     """
-    found = client.xrange(topic.dead_letters, min=letter_id, max=letter_id)
+    found = _entries(client, topic.dead_letters, min=letter_id, max=letter_id)
     if not found:
         return False
     origin = _origin(*found[0])
     letter_ids = [
-        other_id for other_id, fields in client.xrange(topic.dead_letters) if _origin(other_id, fields) == origin
+        other_id for other_id, fields in _entries(client, topic.dead_letters) if _origin(other_id, fields) == origin
     ]
     return bool(_replay_entry(client, topic, letter_ids))
 
@@ -134,6 +134,14 @@ redis.call('XADD', KEYS[1], '*', field, payload)
 return 1
 """
 REPLAY_BATCH = 500  # entries per round trip
+
+
+def _entries(
+    client: redis.Redis, stream: str, *, min: str = "-", max: str = "+", count: int | None = None
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """XRANGE as this project's clients answer it: bytes (connection.py's clients do not decode),
+    where redis-py's types allow str and None too."""
+    return cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream, min=min, max=max, count=count))
 
 
 def _replay_entry(client: redis.Redis, topic: Topic, letter_ids: list[bytes]) -> int:

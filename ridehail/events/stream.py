@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.db import close_old_connections
@@ -61,7 +61,7 @@ class StreamReader(Reader):
     must share a hash slot: there, one read per slot, or hash tags on the stream names.)
     """
 
-    runners: "list[StreamRunner]"
+    runners: "Sequence[StreamRunner]"
 
     def __init__(self, runners: "Sequence[StreamRunner]", *, read_client: redis.Redis, stop: threading.Event) -> None:
         super().__init__(runners, read_client=read_client, stop=stop)
@@ -108,7 +108,8 @@ class StreamReader(Reader):
             block=int(POLL_SECONDS * 1000),
         )
         read = 0
-        for stream, entries in response or []:
+        # Replies are bytes in RESP2's lists (connection.py's clients); redis-py's types allow str and RESP3's dict.
+        for stream, entries in cast(list[tuple[bytes, list[Entry]]], response or []):
             self.by_stream[stream.decode()].process(entries)
             read += len(entries)
         return read
@@ -268,7 +269,7 @@ class StreamRunner(Runner):
             count=len(entry_ids),
             consumername=self.consumer,
         )
-        return {item["message_id"]: item["times_delivered"] for item in pending}
+        return {cast(bytes, item["message_id"]): cast(int, item["times_delivered"]) for item in pending}
 
     def forget_dead_consumers(self) -> int:
         """Remove consumers idle for `forget_idle` that hold nothing: dead processes' names."""

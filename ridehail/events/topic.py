@@ -41,8 +41,14 @@ class Event(Protocol):
 
 
 class DurableEvent(Event, Protocol):
-    event_id: uuid.UUID
-    version: int
+    # Read-only properties, so a frozen dataclass's fields and a computed `version` both match.
+    @property
+    def event_id(self) -> uuid.UUID:
+        """The same on every copy of the event: consumers apply a duplicate once."""
+
+    @property
+    def version(self) -> int:
+        """Grows by one per change of the key: consumers drop what is older than what they hold."""
 
 
 E = TypeVar("E", bound=Event)

@@ -76,7 +76,7 @@ class RidehailCollector(Collector):
 
     def _topics(self, client: redis.Redis) -> Iterator[Metric]:
         published = event_metrics.read_published(client)
-        families = {
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "published": CounterMetricFamily(
                 "ridehail_events_published", "Events that went out on Redis, per topic", labels=["topic"]
             ),

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import cast
 
 import redis
 from asgiref.sync import iscoroutinefunction
@@ -92,7 +93,9 @@ recorder = LatencyRecorder()
 def read_latencies(client: redis.Redis) -> dict[tuple[str, str], tuple[dict[str, int], float]]:
     """Per (view, method): requests per bucket (not cumulative) and the seconds they took."""
     series: dict[tuple[str, str], tuple[dict[str, int], float]] = {}
-    for raw_field, raw_value in client.hgetall(KEY).items():
+    # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
+    held = cast(dict[bytes, bytes], client.hgetall(KEY))
+    for raw_field, raw_value in held.items():
         view, method, bucket = raw_field.decode().rsplit(SEPARATOR, 2)
         buckets, seconds = series.get((view, method), ({}, 0.0))
         if bucket == "sum":

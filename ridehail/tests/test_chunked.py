@@ -31,7 +31,8 @@ def server(django_db_setup, django_db_blocker) -> Iterator[AsgiServer]:
 
 def send_chunked(server: AsgiServer, method: str, path: str, user: User, body: bytes) -> tuple[int, dict]:
     """The body in two chunks, so no Content-Length can be inferred from a single write."""
-    token = client_for(user)._credentials["HTTP_AUTHORIZATION"]
+    # DRF keeps `credentials()` in `_credentials`, which its stubs do not declare.
+    token = client_for(user)._credentials["HTTP_AUTHORIZATION"]  # type: ignore[attr-defined]
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         half = len(body) // 2

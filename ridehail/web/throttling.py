@@ -34,7 +34,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import render
 from redis.commands.core import Script
 from rest_framework.permissions import SAFE_METHODS
@@ -67,7 +67,8 @@ def client_address(request: HttpRequest | Request) -> str:
     It reads only `request.META`, so the HTML login forms count with it too. A peer without an
     address (a Unix socket) is "unknown": one window for all of them, never none.
     """
-    return BaseThrottle().get_ident(request) or "unknown"
+    # DRF types it for its Request, but it reads only `META`, which an HttpRequest has as well.
+    return BaseThrottle().get_ident(request) or "unknown"  # type: ignore[arg-type]
 
 
 # -- where counts are kept ----------------------------------------------------------------
@@ -77,7 +78,7 @@ def client_address(request: HttpRequest | Request) -> str:
 # measures the window the same way.
 # KEYS[1]: the window; ARGV: window (ms), limit, a unique member.
 _SLIDING_WINDOW = Script(
-    None,
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
     b"""
 local key, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = redis.call('TIME')
@@ -227,11 +228,11 @@ class UserThrottle(ScopedThrottle):
 # -- the HTML login forms ----------------------------------------------------------------------
 
 
-def limit_login_attempts(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def limit_login_attempts(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Count every POST to a login form in the `auth` window of its client address."""
 
     @wraps(view)
-    def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method == "POST":
             wait = hit(AUTH, client_address(request))
             if wait is not None:

@@ -241,9 +241,9 @@ def test_a_rides_worker_killed_mid_burst_loses_no_request(start_worker, redis_cl
     first.wait_exit(timeout=5)
     start_worker("rides", "--claim-idle", "1", env=env)
 
-    def all_settled() -> bool:
+    def all_settled() -> Counter[str] | None:
         statuses = Counter(Ride.objects.filter(pk__in=ride_ids).values_list("status", flat=True))
-        return statuses[RideStatus.REQUESTED] == 0 and statuses
+        return statuses if statuses[RideStatus.REQUESTED] == 0 and statuses else None  # wait_until returns it
 
     statuses = wait_until(all_settled, timeout=20, what="every request assigned or expired")
     assert statuses[RideStatus.ASSIGNED] == 3

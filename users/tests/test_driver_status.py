@@ -3,6 +3,7 @@
 import json
 import uuid
 from datetime import datetime
+from typing import cast
 
 import pytest
 import redis
@@ -22,7 +23,8 @@ URL = "/api/users/driver-status"
 
 
 def stream_events(client: redis.Redis) -> list[dict]:
-    return [json.loads(fields[STREAM_FIELD.encode()]) for _, fields in client.xrange(STREAM)]
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(STREAM))  # bytes: the client does not decode
+    return [json.loads(fields[STREAM_FIELD.encode()]) for _, fields in entries]
 
 
 def test_driver_goes_online_and_the_event_is_published(driver, driver_client, listener, redis_client):

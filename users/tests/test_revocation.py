@@ -34,7 +34,8 @@ def server(django_db_setup, django_db_blocker) -> Iterator[AsgiServer]:
 
 
 def token_of(user: User) -> str:
-    return client_for(user)._credentials["HTTP_AUTHORIZATION"].split()[1]
+    # DRF keeps `credentials()` in `_credentials`, which its stubs do not declare.
+    return client_for(user)._credentials["HTTP_AUTHORIZATION"].split()[1]  # type: ignore[attr-defined]
 
 
 def as_driver(server: AsgiServer, token: str) -> tuple[int, int]:

@@ -52,7 +52,7 @@ def test_a_session_gets_at_most_the_configured_number_of_dashboards(server, staf
             over = await refused_with(server, cookie)
             another_session = await refused_with(server, other_session)
             await second.close()
-            after_close = CLOSE_TOO_MANY
+            after_close: int | None = CLOSE_TOO_MANY
             for _ in range(50):  # the place comes back once the server has seen the close
                 after_close = await refused_with(server, cookie)
                 if after_close is None:

@@ -2,6 +2,7 @@
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -49,7 +50,7 @@ def session_of(username: str, *, is_staff: bool) -> Client:
     return client
 
 
-def scrape(client: Client, **headers: str) -> dict[tuple[str, tuple], float]:
+def scrape(client: Client, **headers: Any) -> dict[tuple[str, tuple], float]:
     """Every sample of a 200 answer, by (name, sorted labels)."""
     response = client.get("/metrics", **headers)
     assert response.status_code == 200, response.content
