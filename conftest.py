@@ -12,7 +12,7 @@ from ridehail.events.connection import shared_redis
 from ridehail.web import throttling
 from tests.channels import ChannelListener
 from tests.processes import ManagedProcess, RedisServer
-from tests.servers import manage_py
+from tests.servers import AsgiServer, manage_py
 from users.events import DRIVER_STATUS
 from users.models import Role, User
 
@@ -125,12 +125,26 @@ def staff(db) -> User:
     return make_user("operator", role=Role.RIDER, is_staff=True)
 
 
+def token_of(user: User) -> str:
+    """The user's API token key (made on first use), for requests sent by other clients than APIClient."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
 def client_for(user: User | None) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_of(user)}")
     return client
+
+
+@pytest.fixture(scope="module")
+def asgi_server(django_db_setup, django_db_blocker) -> Iterator[AsgiServer]:
+    """The production ASGI server (uvicorn) on the test database, shared by a module's tests."""
+    with django_db_blocker.unblock():
+        web = AsgiServer().start()
+    yield web
+    web.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import client_for
+from conftest import token_of
 from tests.servers import AsgiServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -68,7 +68,7 @@ def schemathesis(server: AsgiServer, token: str, *options: str) -> subprocess.Co
 
 @pytest.mark.parametrize("persona", ["driver", "staff"])
 def test_generated_requests_get_no_5xx_and_conform_to_the_schema(server, persona, request):
-    token = client_for(request.getfixturevalue(persona))._credentials["HTTP_AUTHORIZATION"].split()[1]
+    token = token_of(request.getfixturevalue(persona))
 
     # Logout would revoke the token the rest of the run uses: it has a run of its own below.
     result = schemathesis(server, token, "--exclude-path-regex", "logout")
@@ -78,6 +78,6 @@ def test_generated_requests_get_no_5xx_and_conform_to_the_schema(server, persona
 
 
 def test_generated_logout_requests_conform(server, driver):
-    token = client_for(driver)._credentials["HTTP_AUTHORIZATION"].split()[1]
+    token = token_of(driver)
     result = schemathesis(server, token, "--include-path-regex", "logout")
     assert result.returncode == 0, result.stdout[-6000:]

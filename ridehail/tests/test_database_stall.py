@@ -13,7 +13,7 @@ import requests
 from django.db import connection
 from django.test import Client
 
-from conftest import LISTENING, client_for, online_in_database
+from conftest import LISTENING, online_in_database, token_of
 from ridehail.events.connection import shared_redis
 from ridehail.health import READY_CHECK_TIMEOUT
 from rides.subscribers import MATCHING_POOL
@@ -64,7 +64,7 @@ def test_requests_and_readyz_answer_503_in_seconds_while_the_database_is_frozen(
         "RIDEHAIL_METRICS_TOKEN": METRICS_TOKEN,
     }
     web = AsgiServer(env=env).start()
-    driver_auth = {"Authorization": client_for(driver)._credentials["HTTP_AUTHORIZATION"]}
+    driver_auth = {"Authorization": f"Token {token_of(driver)}"}
     browser = Client()
     browser.force_login(staff)
     session = {"sessionid": browser.cookies["sessionid"].value}

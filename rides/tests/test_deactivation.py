@@ -104,13 +104,19 @@ def test_deactivating_through_the_service_gives_the_ride_to_another_driver_at_on
     assert (gone.is_active, gone.is_available) == (False, False)
 
 
-def test_the_admin_deactivates_through_the_service(redis_client):
-    (driver,) = make_drivers(1)
-    online_at(redis_client, [driver], [PICKUP])
+def signed_in_admin() -> Client:
+    """A browser signed in to the admin as a superuser."""
     operator = make_user("admin")
     User.objects.filter(pk=operator.pk).update(is_staff=True, is_superuser=True)
     browser = Client()
     browser.force_login(User.objects.get(pk=operator.pk))
+    return browser
+
+
+def test_the_admin_deactivates_through_the_service(redis_client):
+    (driver,) = make_drivers(1)
+    online_at(redis_client, [driver], [PICKUP])
+    browser = signed_in_admin()
 
     response = browser.post("/admin/users/user/", {"action": "deactivate", "_selected_action": [str(driver.pk)]})
 
@@ -123,10 +129,7 @@ def test_unticking_active_on_the_admin_change_form_deactivates_through_the_servi
     """Failed before: the form saved is_active=False and left the driver online."""
     (driver,) = make_drivers(1)
     online_at(redis_client, [driver], [PICKUP])
-    operator = make_user("admin")
-    User.objects.filter(pk=operator.pk).update(is_staff=True, is_superuser=True)
-    browser = Client()
-    browser.force_login(User.objects.get(pk=operator.pk))
+    browser = signed_in_admin()
     url = f"/admin/users/user/{driver.pk}/change/"
     form = browser.get(url).context["adminform"].form
     # The form as the page shows it, "active" unticked (an unticked checkbox is not sent).

@@ -6,7 +6,7 @@ import pytest
 import requests
 from django.db import connection
 
-from conftest import client_for
+from conftest import token_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -23,7 +23,7 @@ def test_concurrent_toggles_of_one_driver_get_distinct_versions_and_events(live_
     # A change whose older version is still on its way is left to the outbox relay, which runs
     # in every worker (ridehail/events/publisher.py): as in production, one runs.
     start_worker("rides")
-    token = client_for(driver)._credentials["HTTP_AUTHORIZATION"]
+    token = f"Token {token_of(driver)}"
     url = f"{live_server.url}/api/users/driver-status"
 
     def toggle(_: int) -> dict:
@@ -50,7 +50,7 @@ def test_200_concurrent_changes_across_20_drivers_keep_versions_contiguous(live_
     from users.models import Role, User
 
     drivers = User.objects.bulk_create([User(username=f"c{n:02d}", role=Role.DRIVER, password="!") for n in range(20)])
-    tokens = {driver.id: client_for(driver)._credentials["HTTP_AUTHORIZATION"] for driver in drivers}
+    tokens = {driver.id: f"Token {token_of(driver)}" for driver in drivers}
     worker = start_worker("rides")
     url = f"{live_server.url}/api/users/driver-status"
 

@@ -8,12 +8,12 @@ fast path kept the token in Redis for 300 s and only `post_save` made it forget.
 """
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import requests
 
-from conftest import client_for
+from conftest import token_of
 from tests.processes import wait_until
 from tests.servers import AsgiServer
 from users.models import Role, User
@@ -25,50 +25,41 @@ STATUS = "/api/users/driver-status"
 LOCATION = "/api/locations/driver-location"
 
 
-@pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker) -> Iterator[AsgiServer]:
-    with django_db_blocker.unblock():
-        web = AsgiServer().start()
-    yield web
-    web.stop()
-
-
-def token_of(user: User) -> str:
-    # DRF keeps `credentials()` in `_credentials`, which its stubs do not declare.
-    return client_for(user)._credentials["HTTP_AUTHORIZATION"].split()[1]  # type: ignore[attr-defined]
-
-
-def as_driver(server: AsgiServer, token: str) -> tuple[int, int]:
+def as_driver(asgi_server: AsgiServer, token: str) -> tuple[int, int]:
     """(status change, position report): what the driver's next two requests are answered."""
     headers = {"Authorization": f"Token {token}"}
-    status = requests.put(f"{server.url}{STATUS}", json={"available": True}, headers=headers, timeout=10)
-    position = requests.put(f"{server.url}{LOCATION}", json={"lat": 52.5, "lng": 13.4}, headers=headers, timeout=10)
+    status = requests.put(f"{asgi_server.url}{STATUS}", json={"available": True}, headers=headers, timeout=10)
+    position = requests.put(
+        f"{asgi_server.url}{LOCATION}", json={"lat": 52.5, "lng": 13.4}, headers=headers, timeout=10
+    )
     return status.status_code, position.status_code
 
 
-def log_out(server: AsgiServer, user: User, token: str) -> None:
-    response = requests.post(f"{server.url}/api/auth/logout", headers={"Authorization": f"Token {token}"}, timeout=10)
+def log_out(asgi_server: AsgiServer, user: User, token: str) -> None:
+    response = requests.post(
+        f"{asgi_server.url}/api/auth/logout", headers={"Authorization": f"Token {token}"}, timeout=10
+    )
     assert response.status_code == 204
 
 
-def deactivate_by_save(server: AsgiServer, user: User, token: str) -> None:
+def deactivate_by_save(asgi_server: AsgiServer, user: User, token: str) -> None:
     user.is_active = False
     user.save()
 
 
-def deactivate_by_update(server: AsgiServer, user: User, token: str) -> None:
+def deactivate_by_update(asgi_server: AsgiServer, user: User, token: str) -> None:
     User.objects.filter(pk=user.pk).update(is_active=False)
 
 
-def make_rider_by_update(server: AsgiServer, user: User, token: str) -> None:
+def make_rider_by_update(asgi_server: AsgiServer, user: User, token: str) -> None:
     User.objects.filter(pk=user.pk).update(role=Role.RIDER, is_available=False)
 
 
-def delete_the_token(server: AsgiServer, user: User, token: str) -> None:
+def delete_the_token(asgi_server: AsgiServer, user: User, token: str) -> None:
     user.auth_token.delete()
 
 
-def delete_the_user(server: AsgiServer, user: User, token: str) -> None:
+def delete_the_user(asgi_server: AsgiServer, user: User, token: str) -> None:
     User.objects.filter(pk=user.pk).delete()
 
 
@@ -84,18 +75,20 @@ def delete_the_user(server: AsgiServer, user: User, token: str) -> None:
     ],
 )
 def test_the_next_request_after_access_ends_is_refused(
-    server: AsgiServer, driver: User, redis_client, end_access: Callable[..., None], refused: int
+    asgi_server: AsgiServer, driver: User, redis_client, end_access: Callable[..., None], refused: int
 ) -> None:
     set_driver_availability(driver_id=driver.id, available=False)
     token = token_of(driver)
-    assert as_driver(server, token) == (200, 202)  # online now, and reporting
+    assert as_driver(asgi_server, token) == (200, 202)  # online now, and reporting
 
-    end_access(server, driver, token)
+    end_access(asgi_server, driver, token)
 
-    assert as_driver(server, token) == (refused, refused)
+    assert as_driver(asgi_server, token) == (refused, refused)
 
 
-def test_a_token_signed_out_during_requests_stays_signed_out(server: AsgiServer, driver: User, redis_client) -> None:
+def test_a_token_signed_out_during_requests_stays_signed_out(
+    asgi_server: AsgiServer, driver: User, redis_client
+) -> None:
     # Six clients keep changing the status (the keyword in lower case, as some send it) while the
     # driver signs out. Before, a request that had authenticated just before the logout put the
     # token back in the cache after the logout forgot it, and the token worked for another 60 s.
@@ -106,7 +99,7 @@ def test_a_token_signed_out_during_requests_stays_signed_out(server: AsgiServer,
     def keep_toggling(n: int) -> None:
         with requests.Session() as session:
             while not stop.is_set():
-                session.put(f"{server.url}{STATUS}", headers={"Authorization": f"token {token}"}, timeout=10)
+                session.put(f"{asgi_server.url}{STATUS}", headers={"Authorization": f"token {token}"}, timeout=10)
                 answered[n] += 1
 
     clients = [threading.Thread(target=keep_toggling, args=(n,)) for n in range(6)]
@@ -114,7 +107,7 @@ def test_a_token_signed_out_during_requests_stays_signed_out(server: AsgiServer,
         client.start()
     try:
         wait_until(lambda: min(answered) >= 2, what="every client mid-flight")
-        log_out(server, driver, token)
+        log_out(asgi_server, driver, token)
         # Two more answers each: the request in flight at the logout, then one begun after it.
         after = list(answered)
         wait_until(
@@ -125,4 +118,4 @@ def test_a_token_signed_out_during_requests_stays_signed_out(server: AsgiServer,
         for client in clients:
             client.join()
 
-    assert as_driver(server, token) == (401, 401)
+    assert as_driver(asgi_server, token) == (401, 401)

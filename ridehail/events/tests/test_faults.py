@@ -9,7 +9,7 @@ import redis
 import requests
 from django.db import connection
 
-from conftest import client_for
+from conftest import client_for, token_of
 from ridehail.events.connection import shared_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.outbox import relay_once
@@ -91,7 +91,7 @@ def test_postgresql_going_away_means_503s_not_hangs_and_everything_recovers(redi
     through_proxy = child_database_url().replace(f":{port}/", f":{proxy.port}/")
     web = AsgiServer(env={"DATABASE_URL": through_proxy}).start()
     worker = start_worker("rides", env={"DATABASE_URL": through_proxy})
-    auth = {"Authorization": client_for(driver)._credentials["HTTP_AUTHORIZATION"]}
+    auth = {"Authorization": f"Token {token_of(driver)}"}
 
     def timed(method: str, path: str) -> tuple[requests.Response, float]:
         started = time.monotonic()
