@@ -53,7 +53,7 @@ def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -
     nearest out, the ask widens until it holds `limit` free ones or everyone in reach: however
     many busy drivers are nearer, a free one in reach is offered.
     """
-    ask = limit
+    ask, checked, free = limit, set[uuid.UUID](), set[uuid.UUID]()
     while True:
         near = nearby_drivers(
             client,
@@ -64,7 +64,10 @@ def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -
             among=MATCHING_POOL.key,
         )
         ids = [entry.position.driver_id for entry in near]
-        free = free_driver_ids(ids) if ids else set()
+        # A wider ask repeats the nearer drivers: the database is asked only about the new ones.
+        if unchecked := [driver_id for driver_id in ids if driver_id not in checked]:
+            free |= free_driver_ids(unchecked)
+            checked.update(unchecked)
         found = [driver_id for driver_id in ids if driver_id in free]
         if len(found) >= limit or len(near) < ask:
             return found[:limit]
