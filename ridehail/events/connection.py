@@ -10,6 +10,7 @@ import time
 import weakref
 from collections.abc import Iterable
 from functools import cache
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -74,14 +75,18 @@ def worker_redis(*, timeout: float = 10.0, name: str | None = None) -> redis.Red
     `name` is sent with CLIENT SETNAME on every (re)connect, so `CLIENT LIST` says whose
     connection it is.
     """
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=timeout,
-        socket_connect_timeout=min(3.0, timeout),
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
-        client_name=name,
-    )
+    return redis.Redis.from_url(settings.REDIS_URL, **_worker_options(timeout=timeout, name=name))
+
+
+def _worker_options(*, timeout: float, name: str | None) -> dict[str, Any]:
+    """A worker connection's options: timeouts that tolerate a busy Redis, no retries, a name."""
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(3.0, timeout),
+        "socket_keepalive": True,
+        "retry": Retry(NoBackoff(), 0),
+        "client_name": name,
+    }
 
 
 class _HandOverPool(redis.BlockingConnectionPool):
@@ -107,14 +112,7 @@ def one_connection_redis(name: str, *, timeout: float = 10.0) -> redis.Redis:
     Same no-retry rule as `worker_redis`.
     """
     pool = _HandOverPool.from_url(
-        settings.REDIS_URL,
-        max_connections=1,
-        timeout=2 * timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=min(3.0, timeout),
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
-        client_name=name,
+        settings.REDIS_URL, max_connections=1, timeout=2 * timeout, **_worker_options(timeout=timeout, name=name)
     )
     return redis.Redis(connection_pool=pool)
 
