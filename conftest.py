@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from ridehail.events.connection import shared_redis
 from ridehail.web import throttling
 from tests.channels import ChannelListener
+from tests.cluster import LocalCluster
 from tests.processes import ManagedProcess, RedisServer
 from tests.servers import AsgiServer, manage_py
 from users.events import DRIVER_STATUS
@@ -64,6 +65,29 @@ def own_redis(settings) -> Iterator[RedisServer]:
     shared_redis.cache_clear()
     yield server
     server.stop()
+    shared_redis.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A local Redis Cluster (3 masters + 3 replicas) shared by the session's cluster tests."""
+    cluster = LocalCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def on_cluster(settings, redis_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """This process and the children a test starts use the cluster (REDIS_CLUSTER=1), emptied first.
+
+    The channel layer stays on the test's standalone Redis, as a cluster deployment runs it.
+    """
+    settings.REDIS_CLUSTER = True
+    settings.RIDEHAIL_CHANNEL_LAYER_URL = settings.REDIS_URL
+    settings.REDIS_URL = redis_cluster.url
+    shared_redis.cache_clear()
+    redis_cluster.client().flushall(target_nodes="primaries")
+    yield redis_cluster
     shared_redis.cache_clear()
 
 

@@ -224,10 +224,30 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# Redis: one URL for the publisher, every subscriber and the channel layer.
+# Redis: one URL for the publisher, every subscriber and (on a single Redis) the channel layer.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
+# On: REDIS_URL names any node of a Redis Cluster, the others are discovered
+# (ridehail/events/connection.py builds every client accordingly).
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+if REDIS_CLUSTER and REDIS_URL.startswith("unix://"):
+    raise ImproperlyConfigured("REDIS_CLUSTER=1 needs REDIS_URL=redis://host:port of a cluster node, not a socket")
+# channels-redis cannot use a cluster (django/channels_redis#420): beside one, the channel layer
+# needs a standalone Redis of its own.
+RIDEHAIL_CHANNEL_LAYER_URL = env_str("RIDEHAIL_CHANNEL_LAYER_URL", "" if REDIS_CLUSTER else REDIS_URL)
+if not RIDEHAIL_CHANNEL_LAYER_URL:
+    raise ImproperlyConfigured(
+        "REDIS_CLUSTER=1 needs RIDEHAIL_CHANNEL_LAYER_URL=redis://host:port/0: a standalone Redis for the "
+        "channel layer (channels-redis has no cluster support)"
+    )
+if not RIDEHAIL_CHANNEL_LAYER_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"RIDEHAIL_CHANNEL_LAYER_URL={RIDEHAIL_CHANNEL_LAYER_URL!r} must start with redis://, rediss:// or unix://"
+    )
+# How many parts the position traffic and the geo index are split into (see locations/positions.py):
+# on a cluster, so that no shard carries every position.
+RIDEHAIL_POSITION_PARTITIONS = env_int("RIDEHAIL_POSITION_PARTITIONS", 1, minimum=1)
 
 # Shared by every process: Redis, with short timeouts.
 CACHES = {
@@ -264,7 +284,7 @@ CHANNEL_LAYER_SOCKET_TIMEOUT = 10.0
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}]},
+        "CONFIG": {"hosts": [{"address": RIDEHAIL_CHANNEL_LAYER_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}]},
     },
 }
 

@@ -20,9 +20,19 @@ def child_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def redis_env() -> dict[str, str]:
+    """The Redis settings of this test (a single Redis or a cluster), as a child process reads them."""
+    return {
+        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_CLUSTER": "1" if settings.REDIS_CLUSTER else "0",
+        "RIDEHAIL_CHANNEL_LAYER_URL": settings.RIDEHAIL_CHANNEL_LAYER_URL,
+        "RIDEHAIL_POSITION_PARTITIONS": str(settings.RIDEHAIL_POSITION_PARTITIONS),
+    }
+
+
 def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
     """A `manage.py` child process that uses this test's database and Redis."""
-    child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1"}
+    child_env = {"DATABASE_URL": child_database_url(), **redis_env(), "PYTHONUNBUFFERED": "1"}
     return ManagedProcess([sys.executable, str(MANAGE_PY), *args], env={**child_env, **(env or {})})
 
 
@@ -33,7 +43,7 @@ class AsgiServer(ManagedProcess):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        child_env = {"DATABASE_URL": child_database_url(), "REDIS_URL": settings.REDIS_URL, **(env or {})}
+        child_env = {"DATABASE_URL": child_database_url(), **redis_env(), **(env or {})}
         args = ["-m", "uvicorn", *uvicorn_command(host="127.0.0.1", port=self.port), "--no-access-log"]
         super().__init__([sys.executable, *args], env=child_env)
 
