@@ -10,10 +10,12 @@ import time
 import weakref
 from collections.abc import Iterable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
+import redis.cluster
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -22,6 +24,24 @@ from redis.retry import Retry
 # one command connection, so what a handler calls (the publisher after a commit, metrics)
 # opens no connection of its own.
 _worker_commands: redis.Redis | None = None
+
+
+def redis_from_url(url: str, **options: Any) -> redis.Redis:
+    """The one constructor of a synchronous client: a `Redis`, or with REDIS_CLUSTER a `RedisCluster`
+    that discovers the other nodes from the one `url` names and routes each command to its slot.
+
+    Typed as `redis.Redis`: the cluster client offers the same commands without being a subclass.
+    """
+    if settings.REDIS_CLUSTER:
+        return cast(redis.Redis, redis.cluster.RedisCluster.from_url(url, **options))
+    return redis.Redis.from_url(url, **options)
+
+
+def async_redis_from_url(url: str, **options: Any) -> aioredis.Redis:
+    """`redis_from_url` for asyncio code."""
+    if settings.REDIS_CLUSTER:
+        return cast(aioredis.Redis, redis.asyncio.cluster.RedisCluster.from_url(url, **options))
+    return aioredis.Redis.from_url(url, **options)
 
 
 @cache
@@ -34,7 +54,7 @@ def shared_redis() -> redis.Redis:
     if _worker_commands is not None:
         return _worker_commands
     timeout = settings.RIDEHAIL_PUBLISH_TIMEOUT
-    return redis.Redis.from_url(
+    return redis_from_url(
         settings.REDIS_URL,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -54,7 +74,7 @@ def async_shared_redis() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     if loop not in _async_clients:
         timeout = settings.RIDEHAIL_PUBLISH_TIMEOUT
-        _async_clients[loop] = aioredis.Redis.from_url(
+        _async_clients[loop] = async_redis_from_url(
             settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
     return _async_clients[loop]
@@ -64,7 +84,7 @@ def async_shared_redis() -> aioredis.Redis:
 def quick_redis(url: str, *, timeout: float) -> redis.Redis:
     """A pooled client that gives up after `timeout` and never retries: for checks on the
     request path (rate limits) where a slow Redis must cost a request almost nothing."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
+    return redis_from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
 
 
 def worker_redis(*, timeout: float = 10.0, name: str | None = None) -> redis.Redis:
@@ -75,7 +95,7 @@ def worker_redis(*, timeout: float = 10.0, name: str | None = None) -> redis.Red
     `name` is sent with CLIENT SETNAME on every (re)connect, so `CLIENT LIST` says whose
     connection it is.
     """
-    return redis.Redis.from_url(settings.REDIS_URL, **_worker_options(timeout=timeout, name=name))
+    return redis_from_url(settings.REDIS_URL, **_worker_options(timeout=timeout, name=name))
 
 
 def _worker_options(*, timeout: float, name: str | None) -> dict[str, Any]:
