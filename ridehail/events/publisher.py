@@ -102,12 +102,12 @@ def publish_on_commit(event: DurableEvent) -> None:
 
 
 def publish_live(event: Event) -> None:
-    """PUBLISH a live-only event now; raises redis.RedisError if Redis cannot take it."""
+    """PUBLISH a live-only event now, on its key's channel; raises redis.RedisError if Redis cannot take it."""
     topic = type(event).topic
     if topic.durable:
         raise ValueError(f"{topic.name} is durable: use publish_on_commit()")
     pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
-    pipe.publish(topic.channel, topic.encode(event))
+    pipe.publish(topic.channel_for(event.key), topic.encode(event))
     pipe.hincrby(metrics.PUBLISHED, topic.name, 1)
     pipe.execute()
 
