@@ -6,6 +6,10 @@ hooks: log lines, positions dropped...), and only then is its version written, i
 script that writes only if it is still newer: a hook that fails leaves the event undone,
 to be retried whole; two workers, a redelivered entry or a rebuild racing a live event
 can never leave an older state behind a newer one.
+
+A set is split like the driver positions (RIDEHAIL_POSITION_PARTITIONS): a driver's entry
+(member and version) lives in its partition's part, in that partition's slot, so the
+position scripts read it with the positions it guards.
 """
 
 import time
