@@ -5,7 +5,8 @@
 Fills the tracked set, the matching pool and the geo index with `--drivers` fresh positions
 in a 6 km square (random ids: no database), then times `nearby_drivers` (radius 5 km, limit
 10, as the API's default) and the matcher's ask (limit 20 among the pool) in one thread,
-for each partition count. Prints the median and p99 per call and calls per second.
+for each partition count, in alternating rounds (the machine's load changes less between
+the two counts). Prints the median and p99 per call and calls per second.
 """
 
 import argparse
@@ -23,7 +24,8 @@ def main() -> None:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--cluster", action="store_true", help="the URL names a node of a Redis Cluster")
     parser.add_argument("--drivers", type=int, default=5000)
-    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--calls", type=int, default=3000, help="per partition count and kind of call")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     os.environ["REDIS_URL"] = args.redis_url
     os.environ["REDIS_CLUSTER"] = "1" if args.cluster else "0"
@@ -47,32 +49,35 @@ def main() -> None:
     ids = [uuid.uuid4() for _ in range(args.drivers)]
     points = [(CENTRE[0] + rng.uniform(-3, 3) * 0.009, CENTRE[1] + rng.uniform(-3, 3) * 0.0147) for _ in ids]
     print(f"{args.drivers} drivers, {args.calls} calls each, {'cluster' if args.cluster else 'single Redis'}")
-    for count in (1, 3):
-        settings.RIDEHAIL_POSITION_PARTITIONS = count
-        states = [DriverState(driver_id, True, 1) for driver_id in ids]
-        TRACKED_DRIVERS.merge(client, states)
-        MATCHING_POOL.merge(client, states)
-        now = timezone.now()
-        for start in range(0, len(ids), 1000):
-            chunk = range(start, min(start + 1000, len(ids)))
-            apply_positions(client, [Position(ids[n], *points[n], now) for n in chunk])
-        for what, among, limit in (("nearby, limit 10", None, 10), ("matcher's ask, limit 20", MATCHING_POOL, 20)):
-            took = []
-            for _ in range(args.calls):
-                lat, lng = CENTRE[0] + rng.uniform(-2, 2) * 0.009, CENTRE[1] + rng.uniform(-2, 2) * 0.0147
-                began = time.perf_counter()
-                found = nearby_drivers(client, lat=lat, lng=lng, radius_km=5.0, limit=limit, among=among)
-                took.append(time.perf_counter() - began)
-                assert len(found) == limit
-            took.sort()
-            print(
-                f"N={count} {what:25s} median {statistics.median(took) * 1e6:7.0f} µs"
-                f"  p99 {took[int(len(took) * 0.99)] * 1e6:7.0f} µs  {len(took) / sum(took):7.0f}/s"
-            )
-        for partition in partitions():  # leave nothing behind for the next count
-            client.delete(partition.geo_index, partition.geo_data)
-        TRACKED_DRIVERS.clear(client)
-        MATCHING_POOL.clear(client)
+    kinds = (("nearby, limit 10", None, 10), ("matcher's ask, limit 20", MATCHING_POOL, 20))
+    took: dict[tuple[int, str], list[float]] = {(count, what): [] for count in (1, 3) for what, _, _ in kinds}
+    for _ in range(args.rounds):
+        for count in (1, 3):
+            settings.RIDEHAIL_POSITION_PARTITIONS = count
+            states = [DriverState(driver_id, True, 1) for driver_id in ids]
+            TRACKED_DRIVERS.merge(client, states)
+            MATCHING_POOL.merge(client, states)
+            now = timezone.now()
+            for start in range(0, len(ids), 1000):
+                chunk = range(start, min(start + 1000, len(ids)))
+                apply_positions(client, [Position(ids[n], *points[n], now) for n in chunk])
+            for what, among, limit in kinds:
+                for _ in range(args.calls // args.rounds):
+                    lat, lng = CENTRE[0] + rng.uniform(-2, 2) * 0.009, CENTRE[1] + rng.uniform(-2, 2) * 0.0147
+                    began = time.perf_counter()
+                    found = nearby_drivers(client, lat=lat, lng=lng, radius_km=5.0, limit=limit, among=among)
+                    took[count, what].append(time.perf_counter() - began)
+                    assert len(found) == limit
+            for partition in partitions():  # leave nothing behind for the other count
+                client.delete(partition.geo_index, partition.geo_data)
+            TRACKED_DRIVERS.clear(client)
+            MATCHING_POOL.clear(client)
+    for (count, what), times in took.items():
+        times.sort()
+        print(
+            f"N={count} {what:25s} median {statistics.median(times) * 1e6:7.0f} µs"
+            f"  p99 {times[int(len(times) * 0.99)] * 1e6:7.0f} µs  {len(times) / sum(times):7.0f}/s"
+        )
 
 
 if __name__ == "__main__":
