@@ -72,7 +72,10 @@ def publish(client: redis.Redis | AnyPipeline, channel: str, message: bytes | st
 def channel_subscribers(client: redis.Redis, *channels: str) -> list[tuple[bytes, int]]:
     """PUBSUB NUMSUB, or on a cluster SHARDNUMSUB summed over every node: (channel, subscribers) pairs."""
     if settings.REDIS_CLUSTER:
-        return cast(list[tuple[bytes, int]], client.pubsub_shardnumsub(*channels))
+        # Every node, replicas too (a shard subscriber may read from one), summed by redis-py;
+        # its default sends the command to one node only.
+        everywhere = redis.cluster.RedisCluster.ALL_NODES
+        return cast(list[tuple[bytes, int]], client.pubsub_shardnumsub(*channels, target_nodes=everywhere))
     return cast(list[tuple[bytes, int]], client.pubsub_numsub(*channels))
 
 
