@@ -14,6 +14,7 @@ from ridehail.events import metrics
 from ridehail.events.connection import Subscription, shared_redis, worker_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.publisher import RELAY_WAKE, publish_pending, wake_relay
+from ridehail.events.status import _entries
 from ridehail.events.topic import STREAM_FIELD
 from rides.events import RIDE_STATUS
 from rides.subscribers import MATCHING_POOL
@@ -32,7 +33,7 @@ def cluster_client(on_cluster) -> redis.Redis:
 
 
 def stream_events(client: redis.Redis, stream: str) -> list[dict]:
-    return [json.loads(fields[STREAM_FIELD.encode()]) for _, fields in client.xrange(stream)]
+    return [json.loads(fields[STREAM_FIELD.encode()]) for _, fields in _entries(client, stream)]
 
 
 def pool_is_the_database(client: redis.Redis) -> bool:
