@@ -301,10 +301,15 @@ class Subscription:
 
     def _ssubscribe(self) -> None:
         cluster = cast(redis.cluster.RedisCluster, self.client)
-        # The slot map as the cluster sees it now: the client's may predate a failover or a slot move.
-        cluster.nodes_manager.initialize()
         pubsub = cast(redis.cluster.ClusterPubSub, self.pubsub)
-        pubsub.ssubscribe(*self.channels)
+        try:
+            # The slot map as the cluster sees it now: the client's may predate a failover or a slot move.
+            cluster.nodes_manager.initialize()
+            pubsub.ssubscribe(*self.channels)
+        except redis.exceptions.RedisClusterException as exc:
+            # No node answers, or a dead master's slots are not taken over yet: an outage like any
+            # other to the caller, who backs off and subscribes again.
+            raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
         self.heartbeats = {name: Heartbeat() for name in pubsub.node_pubsub_mapping}
         self._await_confirmations("ssubscribe", lambda: next(iter(self._sharded_messages(POLL_SECONDS)), None))
 

@@ -137,6 +137,11 @@ def test_events_status_and_replay_dead_on_the_cluster(start_worker, cluster_clie
     assert [group["name"] for group in status[RIDE_STATUS.name]["stream"]["groups"]] == ["rides"]
     assert driver_status["dead_letters"]["length"] == 1
 
+    letters = StringIO()
+    call_command("events", "dead-letters", "--json", stdout=letters)
+    assert [letter["event"] for letter in json.loads(letters.getvalue())] == [{"not": "an event"}]
+    call_command("events", "alive", "rides", stdout=StringIO())  # its heartbeat, through a cluster pipeline
+
     call_command("events", "replay-dead", stdout=StringIO())
 
     assert cluster_client.xlen(DRIVER_STATUS.dead_letters) == 0
