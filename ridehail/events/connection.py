@@ -12,6 +12,7 @@ connection per node (`one_connection_redis`).
 import asyncio
 import random
 import select
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Sequence
@@ -171,6 +172,32 @@ class _HandOverPool(redis.BlockingConnectionPool):
         time.sleep(0)
 
 
+class _PipelinesInTurn(redis.cluster.RedisCluster):
+    """A cluster client whose pipelines run one at a time, for one connection per node.
+
+    A cluster pipeline takes the connection of each node it writes to, in the order of its
+    commands, and holds them all until it has every answer. With one connection per node, two
+    threads whose pipelines visit two nodes in opposite orders (the heartbeat's, a handler's
+    acknowledgement) would each hold one and wait for the other's until the pool gave up. A
+    single command holds one connection and never waits for a second: only pipelines take turns.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pipeline_turn = threading.Lock()
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> redis.cluster.ClusterPipeline:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def in_turn(raise_on_error: bool = True) -> list[Any]:
+            with self._pipeline_turn:
+                return execute(raise_on_error)
+
+        pipe.execute = in_turn
+        return pipe
+
+
 def one_connection_redis(name: str, *, timeout: float = 10.0) -> redis.Redis:
     """A client of exactly one connection, named `name`, that threads share in turn.
 
@@ -182,9 +209,10 @@ def one_connection_redis(name: str, *, timeout: float = 10.0) -> redis.Redis:
     """
     options = _worker_options(timeout=timeout, name=name)
     if settings.REDIS_CLUSTER:
-        return redis_from_url(
+        cluster = _PipelinesInTurn.from_url(
             settings.REDIS_URL, connection_pool_class=_HandOverPool, max_connections=1, timeout=2 * timeout, **options
         )
+        return cast(redis.Redis, cluster)
     pool = _HandOverPool.from_url(settings.REDIS_URL, max_connections=1, timeout=2 * timeout, **options)
     return redis.Redis(connection_pool=pool)
 

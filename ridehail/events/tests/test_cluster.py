@@ -2,6 +2,7 @@
 channels, the relay's cluster pipeline, the operator's commands, and a master's failover."""
 
 import json
+import threading
 import time
 from io import StringIO
 
@@ -11,7 +12,7 @@ from django.core.management import call_command
 
 from conftest import client_for, make_drivers
 from ridehail.events import metrics
-from ridehail.events.connection import Subscription, shared_redis, worker_redis
+from ridehail.events.connection import Subscription, one_connection_redis, shared_redis, worker_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.publisher import RELAY_WAKE, publish_pending, wake_relay
 from ridehail.events.status import _entries
@@ -169,3 +170,31 @@ def test_a_worker_follows_the_failover_of_its_channels_master(start_worker, on_c
         wait_until(lambda: pool_is_the_database(cluster_client), timeout=5, what="the pool to equal the database")
     finally:
         on_cluster.restart(dead)
+
+
+def test_the_worker_command_client_never_deadlocks_two_pipelines_across_nodes(on_cluster):
+    client = one_connection_redis("test:commands", timeout=1.0)  # a waiter would give up after 2 s
+    first, second = "{a}:key", "{b}:key"
+    assert on_cluster.master_of(first).port != on_cluster.master_of(second).port
+    errors: list[Exception] = []
+
+    def pipelines(keys: tuple[str, str]) -> None:
+        try:
+            for _ in range(300):
+                pipe = client.pipeline(transaction=False)
+                for key in keys:  # the two threads take the two nodes in opposite orders
+                    pipe.incr(key)
+                pipe.execute()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pipelines, args=(keys,)) for keys in ((first, second), (second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert client.mget(first) == [b"600"] and client.mget(second) == [b"600"]
+    for node in client.get_nodes():  # one connection per node at most, named
+        assert node.redis_connection.connection_pool.max_connections == 1
