@@ -83,10 +83,11 @@ def channel_subscribers(client: redis.Redis, *channels: str) -> list[tuple[bytes
 def run_script(client: redis.Redis | AnyPipeline, script: Script, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
     """Run `script` on a client or queue it on a pipeline, a cluster's pipeline included.
 
-    redis-py refuses EVALSHA and EVAL in a cluster pipeline (a new master after a failover has
-    no scripts loaded, and a pipeline could not reload them): there the script goes as a raw
-    EVAL of its text, which Redis compiles once and then finds in its script cache. Every key
-    of one call must share a hash slot on a cluster.
+    redis-py's cluster pipeline blocks its `evalsha` and `eval` methods, and a raw EVALSHA
+    there would fail with NOSCRIPT on a master that took over in a failover (it has no
+    scripts loaded) with nothing to reload it: there the script goes as a raw EVAL of its
+    text, which Redis compiles once and then finds in its script cache. Every key of one call
+    must share a hash slot on a cluster.
     """
     if isinstance(client, redis.cluster.ClusterPipeline):
         return client.execute_command("EVAL", script.script, len(keys), *keys, *args)
