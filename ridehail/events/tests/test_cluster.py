@@ -123,6 +123,17 @@ def test_a_ride_request_is_matched_on_the_cluster(start_worker, cluster_client, 
     assert ride.driver_id == driver.id
 
 
+def test_a_stream_worker_dead_letters_garbage_in_one_transaction_on_the_cluster(start_worker, cluster_client):
+    start_worker("rides", "--transport", "stream")
+
+    cluster_client.xadd(DRIVER_STATUS.stream, {STREAM_FIELD: b"not json"})
+
+    wait_until(lambda: cluster_client.xlen(DRIVER_STATUS.dead_letters) == 1, what="the dead letter")
+    wait_until(
+        lambda: cluster_client.xpending(DRIVER_STATUS.stream, "rides")["pending"] == 0, what="the entry acknowledged"
+    )
+
+
 def test_events_status_and_replay_dead_on_the_cluster(start_worker, cluster_client, driver):
     start_worker("rides")  # driver-status-changed on its shard channel, ride-status-changed on its stream
     set_driver_availability(driver_id=driver.id, available=True)
