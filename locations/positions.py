@@ -29,6 +29,7 @@ import redis
 from redis.commands.core import Script
 
 from locations.events import DRIVER_LOCATION
+from ridehail.events.connection import run_script
 from users.driver_set import SetPart, VersionedDriverSet
 
 # The drivers the locations worker tracks (online, per driver-status-changed), split like the positions.
@@ -263,20 +264,17 @@ def _by_partition(items: Iterable[T], *, key: Callable[[T], uuid.UUID]) -> dict[
 
 
 def _each(client: redis.Redis, script: Script, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-    """Run `script` once per (keys, args), each on one partition, in one round trip; their answers in order.
+    """Run `script` once per (keys, args), each call on one partition (one slot), in one round
+    trip; their answers in order.
 
-    One call: by SHA, as always. Several: a pipeline of EVALs, the script sent whole with each.
-    EVALSHA in a pipeline is no option: on a cluster node that has not loaded the script (a
-    new master after a failover) it fails with NOSCRIPT, and redis-py's cluster pipeline does
-    not load it; on a single Redis, a `Script` in a pipeline costs a SCRIPT EXISTS round trip
-    per execute. A cluster pipeline sends each node its commands at once, so N partitions on
-    N masters still cost about one round trip.
+    Several calls go in a pipeline (`run_script` sends EVAL in a cluster's, which sends each
+    node its commands at once: N partitions on N masters still cost about one round trip).
     """
     if len(calls) <= 1:
-        return [script(keys=keys, args=args, client=client) for keys, args in calls]
+        return [run_script(client, script, keys=keys, args=args) for keys, args in calls]
     pipe = client.pipeline(transaction=False)
     for keys, args in calls:
-        pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
+        run_script(pipe, script, keys=keys, args=args)
     return pipe.execute()
 
 
