@@ -151,7 +151,7 @@ def test_the_locations_worker_applies_every_partition_on_a_cluster(three_partiti
     assert_the_worker_applies_every_partition(shared_redis(), start_worker)
 
 
-def test_the_dashboard_shows_positions_of_every_partition(three_partitions, redis_client, staff):
+def assert_the_dashboard_shows_every_partition(staff) -> None:
     drivers = make_drivers(30)
     web = AsgiServer().start()
     try:
@@ -174,6 +174,14 @@ def test_the_dashboard_shows_positions_of_every_partition(three_partitions, redi
     finally:
         web.stop()
     assert {DRIVER_LOCATION.partition_of(str(driver.id)) for driver in drivers} == {0, 1, 2}
+
+
+def test_the_dashboard_shows_positions_of_every_partition(three_partitions, redis_client, staff):
+    assert_the_dashboard_shows_every_partition(staff)
+
+
+def test_the_dashboard_shows_positions_of_every_partition_on_a_cluster(three_partitions, on_cluster, staff):
+    assert_the_dashboard_shows_every_partition(staff)
 
 
 def position_messages_by_master(cluster) -> dict[int, int]:
