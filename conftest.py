@@ -93,9 +93,8 @@ def on_cluster(settings, redis_cluster: LocalCluster) -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def redis_unreachable(settings) -> Iterator[None]:
-    """This process's Redis (the URL and the cache built from it) points where nothing listens (port 1)."""
+    """This process's Redis (the URL and the clients built from it) points where nothing listens (port 1)."""
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": settings.REDIS_URL}}
     shared_redis.cache_clear()
     yield
     shared_redis.cache_clear()
