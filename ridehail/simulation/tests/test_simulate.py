@@ -46,7 +46,7 @@ def test_simulate_drives_a_small_city_through_the_api(redis_deployment, redis_cl
         simulator.stop()
         server.stop()
 
-    assert "t=5s drivers online" in output  # the progress line
+    assert re.search(r"t=\d+s drivers online", output)  # the progress line (t=6s on a busy machine)
     assert summary_number(output, r"rides requested \d+ assigned (\d+)") >= 1
     assert summary_number(output, r"errors (\d+) \(5xx or no answer\)") == 0
     assert User.objects.filter(username__startswith="sim-driver-", role="driver").count() == 4
