@@ -7,6 +7,7 @@ EVALSHA, no WAIT, no ROLE) as the anchor; one process, sequential, alternating r
 """
 
 import time
+from functools import partial
 import uuid
 from datetime import UTC, datetime
 
@@ -45,12 +46,8 @@ def path_rate(client: redis.Redis, events: list, *, expect: str) -> float:
     node = node_of(client, DRIVER_STATUS.stream)
     started = time.perf_counter()
     for event in events:
-        [result], replicated = on_replicas(
-            node,
-            lambda pipe, event=event: publish_once(
-                pipe, topic=DRIVER_STATUS, key=event.key, version=event.version, payload=event.to_json(), in_order=True
-            ),
-        )
+        add = partial(publish_once, topic=DRIVER_STATUS, key=event.key, version=event.version, payload=event.to_json())
+        [result], replicated = on_replicas(node, partial(add, in_order=True))
         if result != PUBLISHED or replicated.name != expect:
             raise AssertionError(f"{result} {replicated}: not the path being measured")
     return len(events) / (time.perf_counter() - started)
