@@ -302,9 +302,12 @@ class City:
             self.cluster.stop()
 
     def online_drivers(self) -> int:
-        with psycopg.connect(self.database_direct) as conn:
-            online = conn.execute("SELECT count(*) FROM users_user WHERE role = 'driver' AND is_available").fetchone()
-            return cast(tuple[int], online)[0]  # count(*) always answers one row
+        try:
+            with psycopg.connect(self.database_direct) as conn:
+                online = conn.execute("SELECT count(*) FROM users_user WHERE role = 'driver' AND is_available")
+                return cast(tuple[int], online.fetchone())[0]  # count(*) always answers one row
+        except psycopg.OperationalError:
+            return 0  # PostgreSQL busy (a shared server out of connections): ask again
 
     # -- faults
 
