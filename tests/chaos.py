@@ -759,6 +759,7 @@ def run(
         sys.exit("chaos needs PostgreSQL: DATABASE_URL=postgres://...")
     city = City(folder, database_url, drivers=drivers, riders=riders)
     rng = random.Random(seed + 1)
+    simulator: Supervised | None = None
     try:
         city.start()
         cookie = operator_cookie(city, drivers, riders)
@@ -829,6 +830,8 @@ def run(
         for dashboard in dashboards:
             dashboard.stopping.set()
     finally:
+        if simulator is not None:  # a run that fails early leaves no simulator behind
+            simulator.stop()
         city.stop()
     (folder / "report.json").write_text(json.dumps(asdict(report), indent=2))
     print(
