@@ -12,6 +12,7 @@ connection per node (`one_connection_redis`).
 import asyncio
 import random
 import select
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Sequence
@@ -82,10 +83,11 @@ def channel_subscribers(client: redis.Redis, *channels: str) -> list[tuple[bytes
 def run_script(client: redis.Redis | AnyPipeline, script: Script, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
     """Run `script` on a client or queue it on a pipeline, a cluster's pipeline included.
 
-    redis-py refuses EVALSHA and EVAL in a cluster pipeline (a new master after a failover has
-    no scripts loaded, and a pipeline could not reload them): there the script goes as a raw
-    EVAL of its text, which Redis compiles once and then finds in its script cache. Every key
-    of one call must share a hash slot on a cluster.
+    redis-py's cluster pipeline blocks its `evalsha` and `eval` methods, and a raw EVALSHA
+    there would fail with NOSCRIPT on a master that took over in a failover (it has no
+    scripts loaded) with nothing to reload it: there the script goes as a raw EVAL of its
+    text, which Redis compiles once and then finds in its script cache. Every key of one call
+    must share a hash slot on a cluster.
     """
     if isinstance(client, redis.cluster.ClusterPipeline):
         return client.execute_command("EVAL", script.script, len(keys), *keys, *args)
@@ -171,6 +173,32 @@ class _HandOverPool(redis.BlockingConnectionPool):
         time.sleep(0)
 
 
+class _PipelinesInTurn(redis.cluster.RedisCluster):
+    """A cluster client whose pipelines run one at a time, for one connection per node.
+
+    A cluster pipeline takes the connection of each node it writes to, in the order of its
+    commands, and holds them all until it has every answer. With one connection per node, two
+    threads whose pipelines visit two nodes in opposite orders (the heartbeat's, a handler's
+    acknowledgement) would each hold one and wait for the other's until the pool gave up. A
+    single command holds one connection and never waits for a second: only pipelines take turns.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pipeline_turn = threading.Lock()
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> redis.cluster.ClusterPipeline:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def in_turn(raise_on_error: bool = True) -> list[Any]:
+            with self._pipeline_turn:
+                return execute(raise_on_error)
+
+        pipe.execute = in_turn
+        return pipe
+
+
 def one_connection_redis(name: str, *, timeout: float = 10.0) -> redis.Redis:
     """A client of exactly one connection, named `name`, that threads share in turn.
 
@@ -182,9 +210,10 @@ def one_connection_redis(name: str, *, timeout: float = 10.0) -> redis.Redis:
     """
     options = _worker_options(timeout=timeout, name=name)
     if settings.REDIS_CLUSTER:
-        return redis_from_url(
+        cluster = _PipelinesInTurn.from_url(
             settings.REDIS_URL, connection_pool_class=_HandOverPool, max_connections=1, timeout=2 * timeout, **options
         )
+        return cast(redis.Redis, cluster)
     pool = _HandOverPool.from_url(settings.REDIS_URL, max_connections=1, timeout=2 * timeout, **options)
     return redis.Redis(connection_pool=pool)
 
@@ -301,10 +330,15 @@ class Subscription:
 
     def _ssubscribe(self) -> None:
         cluster = cast(redis.cluster.RedisCluster, self.client)
-        # The slot map as the cluster sees it now: the client's may predate a failover or a slot move.
-        cluster.nodes_manager.initialize()
         pubsub = cast(redis.cluster.ClusterPubSub, self.pubsub)
-        pubsub.ssubscribe(*self.channels)
+        try:
+            # The slot map as the cluster sees it now: the client's may predate a failover or a slot move.
+            cluster.nodes_manager.initialize()
+            pubsub.ssubscribe(*self.channels)
+        except redis.exceptions.RedisClusterException as exc:
+            # No node answers, or a dead master's slots are not taken over yet: an outage like any
+            # other to the caller, who backs off and subscribes again.
+            raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
         self.heartbeats = {name: Heartbeat() for name in pubsub.node_pubsub_mapping}
         self._await_confirmations("ssubscribe", lambda: next(iter(self._sharded_messages(POLL_SECONDS)), None))
 

@@ -2,6 +2,7 @@
 channels, the relay's cluster pipeline, the operator's commands, and a master's failover."""
 
 import json
+import threading
 import time
 from io import StringIO
 
@@ -11,7 +12,7 @@ from django.core.management import call_command
 
 from conftest import client_for, make_drivers
 from ridehail.events import metrics
-from ridehail.events.connection import Subscription, shared_redis, worker_redis
+from ridehail.events.connection import Subscription, one_connection_redis, shared_redis, worker_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.publisher import RELAY_WAKE, publish_pending, wake_relay
 from ridehail.events.status import _entries
@@ -122,6 +123,17 @@ def test_a_ride_request_is_matched_on_the_cluster(start_worker, cluster_client, 
     assert ride.driver_id == driver.id
 
 
+def test_a_stream_worker_dead_letters_garbage_in_one_transaction_on_the_cluster(start_worker, cluster_client):
+    start_worker("rides", "--transport", "stream")
+
+    cluster_client.xadd(DRIVER_STATUS.stream, {STREAM_FIELD: b"not json"})
+
+    wait_until(lambda: cluster_client.xlen(DRIVER_STATUS.dead_letters) == 1, what="the dead letter")
+    wait_until(
+        lambda: cluster_client.xpending(DRIVER_STATUS.stream, "rides")["pending"] == 0, what="the entry acknowledged"
+    )
+
+
 def test_events_status_and_replay_dead_on_the_cluster(start_worker, cluster_client, driver):
     start_worker("rides")  # driver-status-changed on its shard channel, ride-status-changed on its stream
     set_driver_availability(driver_id=driver.id, available=True)
@@ -136,6 +148,11 @@ def test_events_status_and_replay_dead_on_the_cluster(start_worker, cluster_clie
     assert driver_status["stream"]["name"] == "stream:{driver-status-changed}"
     assert [group["name"] for group in status[RIDE_STATUS.name]["stream"]["groups"]] == ["rides"]
     assert driver_status["dead_letters"]["length"] == 1
+
+    letters = StringIO()
+    call_command("events", "dead-letters", "--json", stdout=letters)
+    assert [letter["event"] for letter in json.loads(letters.getvalue())] == [{"not": "an event"}]
+    call_command("events", "alive", "rides", stdout=StringIO())  # its heartbeat, through a cluster pipeline
 
     call_command("events", "replay-dead", stdout=StringIO())
 
@@ -164,3 +181,31 @@ def test_a_worker_follows_the_failover_of_its_channels_master(start_worker, on_c
         wait_until(lambda: pool_is_the_database(cluster_client), timeout=5, what="the pool to equal the database")
     finally:
         on_cluster.restart(dead)
+
+
+def test_the_worker_command_client_never_deadlocks_two_pipelines_across_nodes(on_cluster):
+    client = one_connection_redis("test:commands", timeout=1.0)  # a waiter would give up after 2 s
+    first, second = "{a}:key", "{b}:key"
+    assert on_cluster.master_of(first).port != on_cluster.master_of(second).port
+    errors: list[Exception] = []
+
+    def pipelines(keys: tuple[str, str]) -> None:
+        try:
+            for _ in range(300):
+                pipe = client.pipeline(transaction=False)
+                for key in keys:  # the two threads take the two nodes in opposite orders
+                    pipe.incr(key)
+                pipe.execute()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pipelines, args=(keys,)) for keys in ((first, second), (second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert client.mget(first) == [b"600"] and client.mget(second) == [b"600"]
+    for node in client.get_nodes():  # one connection per node at most, named
+        assert node.redis_connection.connection_pool.max_connections == 1
