@@ -7,9 +7,9 @@ EVALSHA, no WAIT, no ROLE) as the anchor; one process, sequential, alternating r
 """
 
 import time
-from functools import partial
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 import redis
 
