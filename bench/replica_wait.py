@@ -37,9 +37,13 @@ def script_rate(client: redis.Redis, events: list) -> float:
     return len(events) / (time.perf_counter() - started)
 
 
+UNCONFIRMED: list[int] = []  # events whose WAIT ran out its bound (the replica was too slow)
+
+
 def path_rate(client: redis.Redis, events: list, *, expect: str) -> float:
     """The request's path (publisher._publish_after_commit without the database): every event
-    must come back confirmed as `expect` says, or the figure would measure something else."""
+    must go out, and come back as `expect` says, or the figure would measure something else; a
+    WAIT that runs out its bound on a loaded machine is counted, not fatal."""
     from ridehail.events.publisher import PUBLISHED, node_of, on_replicas, publish_once
     from users.events import DRIVER_STATUS
 
@@ -48,7 +52,9 @@ def path_rate(client: redis.Redis, events: list, *, expect: str) -> float:
     for event in events:
         add = partial(publish_once, topic=DRIVER_STATUS, key=event.key, version=event.version, payload=event.to_json())
         [result], replicated = on_replicas(node, partial(add, in_order=True))
-        if result != PUBLISHED or replicated.name != expect:
+        if replicated.name == "NOT_CONFIRMED" and expect == "YES":
+            UNCONFIRMED.append(1)
+        elif result != PUBLISHED or replicated.name != expect:
             raise AssertionError(f"{result} {replicated}: not the path being measured")
     return len(events) / (time.perf_counter() - started)
 
@@ -112,7 +118,8 @@ def run(
             f"(medians); with a replica the path runs at {waiting:.2f} of its rate without one (median of "
             "the rounds' ratios): the replica's round trip to acknowledge the entry. Ratios are taken "
             "within each round, as the machine's load changes between rounds. Master, replica and client "
-            "share the machine's two cores."
+            f"share the machine's two cores. {len(UNCONFIRMED)} of {events * rounds} WAITs ran out their "
+            "bound (the replica acknowledged later): those rows would have stayed pending for the relay."
         ),
         targets=[],
     )
