@@ -44,7 +44,8 @@ bench: install
 	$(PY) -m bench $(ARGS)
 
 # A simulated city under a seeded random schedule of faults, then the checks (tests/chaos.py).
-# PostgreSQL required; CHAOS_SECONDS (default 300) and CHAOS_SEED (default random, printed) to repeat a run.
+# PostgreSQL required; CHAOS_SECONDS (default 300) and CHAOS_SEED (default random, printed) to repeat a run;
+# CHAOS_CLUSTER=1 runs the city on a local Redis Cluster, with the failover fault.
 CHAOS_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/ridehail)
 chaos: install
 	DATABASE_URL=$(CHAOS_DATABASE_URL) $(PY) -m tests.chaos $(ARGS)

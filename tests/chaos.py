@@ -15,6 +15,13 @@ Meanwhile one fault at a time, with recovery gaps, from a schedule drawn from th
     db-cut         the PostgreSQL proxy cut for a few seconds
     redis-slow     every Redis reply delayed (proxy latency) for a few seconds
     forged         a burst of forged and malformed messages on every channel and stream
+    failover       kill -9 of the master that owns a stream's slot; its replica takes over; the
+                   node is started again after the fault's duration and rejoins as a replica
+                   (CHAOS_CLUSTER=1 only)
+
+With CHAOS_CLUSTER=1 the city runs on a local Redis Cluster (3 masters + 3 replicas,
+tests/cluster.py; REDIS_CLUSTER=1, the channel layer on a standalone Redis beside it), with no
+proxy in front of Redis: its faults are kill-worker, kill-web, db-cut, forged and failover.
 
 Then traffic stops, one RIDEHAIL_RESYNC_SECONDS is allowed for repair, and it checks, each as a
 line with its figure: every outbox row on its stream at least once, in per-key version order,
@@ -58,11 +65,26 @@ import redis
 import requests
 import websockets
 
+from tests.cluster import LocalCluster
 from tests.faults import TcpProxy
 from tests.processes import ROOT, RedisServer, free_port, wait_until
 
-FAULTS = ["kill-worker", "kill-web", "redis-restart", "flushall", "redis-pause", "db-cut", "redis-slow", "forged"]
-WINDOWED = {"kill-worker": (3, 8), "redis-pause": (2, 5), "db-cut": (2, 5), "redis-slow": (3, 6)}
+CLUSTER = os.environ.get("CHAOS_CLUSTER", "") == "1"
+# The single-Redis kinds in their first order: a seed draws the same schedule as before.
+SINGLE_REDIS_FAULTS = [
+    "kill-worker",
+    "kill-web",
+    "redis-restart",
+    "flushall",
+    "redis-pause",
+    "db-cut",
+    "redis-slow",
+    "forged",
+]
+# On a cluster no proxy stands in front of Redis, and a restart or FLUSHALL of one node is a failover.
+CLUSTER_FAULTS = ["kill-worker", "kill-web", "db-cut", "forged", "failover"]
+FAULTS = CLUSTER_FAULTS if CLUSTER else SINGLE_REDIS_FAULTS
+WINDOWED = {"kill-worker": (3, 8), "redis-pause": (2, 5), "db-cut": (2, 5), "redis-slow": (3, 6), "failover": (3, 8)}
 WARMUP, COOLDOWN, GAP = 15.0, 10.0, (10.0, 20.0)
 # After a fault ends, requests may still fail for this long: PostgreSQL's pool reconnects, a
 # killed web process is replaced, clients notice Redis is back.
@@ -185,9 +207,25 @@ class City:
     def __init__(self, folder: Path, database_url: str, *, drivers: int, riders: int) -> None:
         self.folder = folder
         self.drivers, self.riders = drivers, riders
+        # On a cluster this standalone Redis is the channel layer's only (channels-redis has no
+        # cluster support); on a single Redis it is the Redis.
         self.redis = RedisServer().start()
-        self.direct = redis.Redis(port=self.redis.port, socket_timeout=10)
-        self.redis_proxy = TcpProxy(self.redis.port).start()
+        self.cluster: LocalCluster | None = None
+        self.redis_proxy: TcpProxy | None = None
+        if CLUSTER:
+            self.cluster = LocalCluster().start()
+            self.direct = cast(redis.Redis, self.cluster.client())
+            self.redis_url = self.cluster.url
+            redis_settings = {
+                "REDIS_URL": self.redis_url,
+                "REDIS_CLUSTER": "1",
+                "RIDEHAIL_CHANNEL_LAYER_URL": self.redis.url,
+            }
+        else:
+            self.direct = redis.Redis(port=self.redis.port, socket_timeout=10)
+            self.redis_proxy = TcpProxy(self.redis.port).start()
+            self.redis_url = self.redis.url
+            redis_settings = {"REDIS_URL": f"redis://127.0.0.1:{self.redis_proxy.port}/0"}
         parts = urlsplit(database_url)
         self.database_direct = urlunsplit(parts._replace(path=f"/{DATABASE}"))
         self.db_proxy = TcpProxy(parts.port or 5432).start()
@@ -200,7 +238,7 @@ class City:
             "PYTHONUNBUFFERED": "1",
             "PYTHON": sys.executable,  # scripts/serve runs the project's interpreter
             "DATABASE_URL": urlunsplit(parts._replace(netloc=netloc, path=f"/{DATABASE}")),
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_proxy.port}/0",
+            **redis_settings,
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "chaos-only-secret-key-not-for-production-0123456789abcdef",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -256,14 +294,20 @@ class City:
         for process in [*self.workers.values(), self.web]:
             process.stop()
         self.archive.stopping.set()
-        self.redis_proxy.stop()
+        if self.redis_proxy is not None:
+            self.redis_proxy.stop()
         self.db_proxy.stop()
         self.redis.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def online_drivers(self) -> int:
-        with psycopg.connect(self.database_direct) as conn:
-            online = conn.execute("SELECT count(*) FROM users_user WHERE role = 'driver' AND is_available").fetchone()
-            return cast(tuple[int], online)[0]  # count(*) always answers one row
+        try:
+            with psycopg.connect(self.database_direct) as conn:
+                online = conn.execute("SELECT count(*) FROM users_user WHERE role = 'driver' AND is_available")
+                return cast(tuple[int], online.fetchone())[0]  # count(*) always answers one row
+        except psycopg.OperationalError:
+            return 0  # PostgreSQL busy (a shared server out of connections): ask again
 
     # -- faults
 
@@ -322,9 +366,23 @@ class City:
         self.db_proxy.restore()
 
     def fault_redis_slow(self, fault: Fault, rng: random.Random) -> None:
+        assert self.redis_proxy is not None, "a single-Redis fault"
         self.redis_proxy.delay = 0.05
         time.sleep(fault.duration)
         self.redis_proxy.delay = 0.0
+
+    def fault_failover(self, fault: Fault, rng: random.Random) -> None:
+        """kill -9 of the master of a stream's slot; its replica takes over; the node comes back
+        after the fault's duration, as a replica of the new master."""
+        assert self.cluster is not None, "a cluster fault"
+        stream = rng.choice(DURABLE_STREAMS)
+        dead = self.cluster.master_of(stream)
+        self.cluster.kill(dead)
+        killed = time.time()
+        self.cluster.wait_for_failover(dead)
+        fault.note = f"port {dead.port} ({stream}), replica took over in {time.time() - killed:.1f} s"
+        time.sleep(fault.duration)
+        self.cluster.restart(dead)
 
     def fault_forged(self, fault: Fault, rng: random.Random) -> None:
         with psycopg.connect(self.database_direct) as conn:
@@ -335,7 +393,7 @@ class City:
         pipe = self.direct.pipeline(transaction=False)
         for message in forged:
             for channel in CHANNELS:
-                pipe.publish(channel, message)
+                pipe.execute_command("SPUBLISH" if CLUSTER else "PUBLISH", channel, message)
             for stream in DURABLE_STREAMS:
                 pipe.xadd(stream, {"event": message})
                 pipe.xadd(stream, {"nonsense": message})
@@ -699,7 +757,11 @@ def run(
     folder = out / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{seed}"
     folder.mkdir(parents=True)
     report = Report(seed, seconds, fault_schedule(seed, seconds, max_faults, kinds))
-    print(f"chaos: seed {seed}, {seconds:g} s, {drivers} drivers, {riders} riders; folder {folder}", flush=True)
+    where = "a local Redis Cluster (3 masters + 3 replicas)" if CLUSTER else "one Redis"
+    print(
+        f"chaos: seed {seed}, {seconds:g} s, {drivers} drivers, {riders} riders, on {where}; folder {folder}",
+        flush=True,
+    )
     for fault in report.faults:
         print(f"  at {fault.at:6.1f}s {fault.kind} ({fault.duration:g} s)", flush=True)
     database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ridehail")
@@ -707,6 +769,7 @@ def run(
         sys.exit("chaos needs PostgreSQL: DATABASE_URL=postgres://...")
     city = City(folder, database_url, drivers=drivers, riders=riders)
     rng = random.Random(seed + 1)
+    simulator: Supervised | None = None
     try:
         city.start()
         cookie = operator_cookie(city, drivers, riders)
@@ -777,6 +840,8 @@ def run(
         for dashboard in dashboards:
             dashboard.stopping.set()
     finally:
+        if simulator is not None:  # a run that fails early leaves no simulator behind
+            simulator.stop()
         city.stop()
     (folder / "report.json").write_text(json.dumps(asdict(report), indent=2))
     print(
@@ -806,7 +871,7 @@ client = Client()
 client.force_login(operator)
 print(client.cookies["sessionid"].value)
 """
-    env = {**city.env, "DATABASE_URL": city.database_direct, "REDIS_URL": city.redis.url}
+    env = {**city.env, "DATABASE_URL": city.database_direct, "REDIS_URL": city.redis_url}
     session = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
         cwd=ROOT,

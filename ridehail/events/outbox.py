@@ -33,9 +33,11 @@ def relay_once(*, trim: bool = True) -> int:
     """Publish every pending row, batch after batch; returns how many."""
     total = new = 0
     while True:
-        rows, fresh = publish_pending(trim=trim)
-        total, new = total + rows, new + fresh
-        if rows < BATCH_SIZE:
+        batch = publish_pending(trim=trim)
+        total, new = total + batch.rows, new + batch.new
+        if batch.rows < BATCH_SIZE or batch.marked < batch.rows:
+            # The last batch, or one whose rows stay pending (no replica confirmed them): the
+            # next batch would be the same rows; the next round tries them again.
             break
     if new:
         # Events that had not reached Redis: their request left them to the relay (Redis was

@@ -17,6 +17,14 @@ the stream once. Every committed event therefore reaches its stream at least onc
 per-key version order; only if Redis loses data (FLUSHALL, a restart without persistence, a
 failover) can a row that went out but was not marked yet go out again, with the same
 `eventId` and version, which every consumer ignores as not newer than what it holds.
+When the Redis that holds the stream has replicas (its ROLE lists at least one: asked once per
+process and node, then again in every publish's own round trip), the script is followed on the
+same connection by one `WAIT` for a replica, bounded by a fifth of RIDEHAIL_PUBLISH_TIMEOUT, and
+a row is marked only once a replica holds its entry; if none confirms, the row stays pending and
+the relay publishes it again (a no-op while the key's mark is there; after a failover that lost
+the entry, the same event again), so a master that dies before its replica got an entry loses
+no committed event. That WAIT is the only wait a request thread makes after its commit; without
+replicas nothing waits.
 
 The mark is one small key per topic and key (`stream:{T}:mark:<key>`), not one per event:
 because a key's versions go out in order, "version N went out" is "the mark is at least N".
@@ -29,13 +37,17 @@ A live-only topic's event is published at once with `publish_live()`: no databas
 stream; if Redis is down the caller is told, because there is nothing worth keeping.
 """
 
+import enum
 import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from ridehail.events import metrics
@@ -123,19 +135,35 @@ def _durable_topic_of(event: DurableEvent) -> Topic:
 
 def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
     # The change is committed whatever happens here: a Redis or database outage must not
-    # turn the request into an error, and nothing here waits for anything. Whatever does not
-    # go out now stays pending, and the relay publishes it.
+    # turn the request into an error, and nothing here waits for anything but one bounded
+    # WAIT for a replica. Whatever does not go out (or is not confirmed) now stays pending,
+    # and the relay publishes it.
     client = shared_redis()
     try:
-        result = publish_once(client, topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True)
+        node = node_of(client, topic.stream)
+        [result], replicated = on_replicas(
+            node,
+            lambda pipe: publish_once(
+                pipe, topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
+            ),
+        )
+        if isinstance(result, Exception):
+            raise result
         if result == OUT_OF_ORDER:
             # An older version of the key is pending (or on its way from another request): the
             # relay owns the key's pending rows now, in order.
             wake_relay(client)
             return
     except redis.RedisError as exc:
+        forget_nodes(client)
         logger.warning("events of %s %s wait in the outbox (Redis: %s)", topic.name, row.key, exc)
         _record_failed_attempt(topic, row.key, exc)
+        return
+    if replicated is Replicated.NOT_CONFIRMED or (replicated is Replicated.YES and result != PUBLISHED):
+        # Out, but no replica confirmed it in time, or it went out on another connection (the
+        # relay's: ALREADY), which this connection's WAIT does not cover: the relay's scan finds
+        # the row pending and marks it once a replica holds the entry; its copy is a no-op while
+        # the key's mark is there. Not woken: nothing is late, the event is out.
         return
     try:
         mark_published([row.id])
@@ -162,9 +190,14 @@ class RowsNotPublished(Exception):
     """Some rows of a batch could not be published; the others were, and were marked."""
 
 
-def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> tuple[int, int]:
-    """Publish one batch of pending outbox rows in commit order and mark them; returns
-    (rows, how many of them were new to Redis).
+class Batch(NamedTuple):
+    rows: int  # rows read
+    new: int  # of them, new to Redis
+    marked: int  # of them, marked published (fewer if a replica did not confirm, or Redis refused)
+
+
+def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> Batch:
+    """Publish one batch of pending outbox rows in commit order and mark them.
 
     Only rows of the topics this code declares: a row of another topic (written by a newer
     or older release) waits for code that knows it, instead of failing every batch. A key's
@@ -172,37 +205,158 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
     published (even if a lost mark in Redis no longer says so): it goes out without the
     in-order check, the key's next ones with it, so a row that fails does not let its
     successors overtake it. A pending row can already be out (its request published it and
-    has not marked it yet, or could not): the key's mark makes that publish a no-op. Raises
-    RowsNotPublished, after marking the rest, if Redis refused some rows.
+    has not marked it yet, or could not, or no replica confirmed it): the key's mark makes that
+    publish a no-op. Rows are marked only once a replica holds them, if the Redis that holds
+    their stream has replicas (see the module docstring); the relay renews the last key's mark
+    before its WAIT, so that the WAIT, which covers this connection's writes, covers entries
+    other connections wrote too. Raises RowsNotPublished, after marking the rest, if Redis
+    refused some rows.
     """
     topics = {declared.name: declared for declared in declared_topics() if declared.durable}
     pending = OutboxEvent.objects.filter(published_at__isnull=True, topic__in=topics).order_by("id")
     rows = list(pending.values_list("id", "topic", "key", "version", "payload")[:BATCH_SIZE])
     if not rows:
-        return 0, 0
-    pipe = (client or shared_redis()).pipeline(transaction=False)
-    first_of_key: set[tuple[str, str]] = set()
-    for _, name, key, version, payload in rows:
-        follows_a_row_of_this_batch = (name, key) in first_of_key
-        first_of_key.add((name, key))
-        publish_once(
-            pipe,
-            topic=topics[name],
-            key=key,
-            version=version,
-            payload=payload,
-            trim=trim,
-            in_order=follows_a_row_of_this_batch,
-        )
-    results = pipe.execute(raise_on_error=False)
-    mark_published([row[0] for row, result in zip(rows, results, strict=True) if result in (PUBLISHED, ALREADY)])
-    failures = [(row, result) for row, result in zip(rows, results, strict=True) if isinstance(result, Exception)]
+        return Batch(0, 0, 0)
+    client = client or shared_redis()
+    by_node: dict[str, tuple[redis.Redis, list[_Row]]] = {}
+    for row in rows:
+        node = node_of(client, topics[row[1]].stream)
+        by_node.setdefault(_address(node), (node, []))[1].append(row)
+    marked: list[int] = []
+    new = 0
+    failures: list[tuple[_Row, Exception]] = []
+    for node, node_rows in by_node.values():
+
+        def add(pipe: redis.client.Pipeline, node_rows: list[_Row] = node_rows) -> None:
+            first_of_key: set[tuple[str, str]] = set()
+            for _, name, key, version, payload in node_rows:
+                follows_a_row_of_this_batch = (name, key) in first_of_key
+                first_of_key.add((name, key))
+                publish_once(
+                    pipe,
+                    topic=topics[name],
+                    key=key,
+                    version=version,
+                    payload=payload,
+                    trim=trim,
+                    in_order=follows_a_row_of_this_batch,
+                )
+
+        _, last_topic, last_key, *_ = node_rows[-1]
+        try:
+            results, replicated = on_replicas(node, add, touch=mark(topics[last_topic], last_key))
+        except redis.RedisError as exc:
+            forget_nodes(client)
+            failures.extend((row, exc) for row in node_rows)
+            continue
+        answered = list(zip(node_rows, results, strict=True))
+        if replicated is not Replicated.NOT_CONFIRMED:
+            marked.extend(row[0] for row, result in answered if result in (PUBLISHED, ALREADY))
+        new += sum(1 for result in results if result == PUBLISHED)
+        failures.extend((row, result) for row, result in answered if isinstance(result, Exception))
+    mark_published(marked)
     if failures:
         (_, name, key, version, _), error = failures[0]
         raise RowsNotPublished(
             f"{len(failures)} outbox row(s) not published, the first {name} {key} v{version}: {error}"
         ) from error
-    return len(rows), sum(1 for result in results if result == PUBLISHED)
+    return Batch(len(rows), new, len(marked))
+
+
+_Row = tuple[int, str, str, int, str]
+
+
+class Replicated(enum.Enum):
+    YES = "a replica acknowledged the writes"
+    NO_REPLICA = "the master lists no replica: nothing to wait for"
+    NOT_CONFIRMED = "no replica acknowledged within the bound, or the master has replicas this process did not know of"
+
+
+# Per node (host:port), how many replicas its last ROLE listed: whether a publish there sends
+# a WAIT. Asked once per process and node, then refreshed by the ROLE that ends every publish's
+# round trip, so a replica that joins or leaves is known from the next publish on: a decision
+# on a reply, never on a timing.
+_replicas_of: dict[str, int] = {}
+
+
+def on_replicas(
+    node: redis.Redis, add: Callable[[redis.client.Pipeline], object], *, touch: str | None = None
+) -> tuple[list[Any], Replicated]:
+    """Run the commands `add` queues, in one non-transactional pipeline on `node`, followed (if
+    the node has replicas) by a WAIT for one of them, and a ROLE; returns their results (an
+    exception instance for a command Redis refused) and whether a replica holds the writes.
+
+    WAIT counts the replicas that acknowledged the writes of the connection it is sent on, up
+    to its latest: hence the same pipeline, on the plain client of the node that holds the
+    keys. `touch`: a key of that node (a mark) whose time to live is renewed before the WAIT,
+    a write of this connection after every entry the commands found already out, so that
+    Replicated.YES covers those too. A script the node does not know (a new master after a
+    failover) is loaded, and the pipeline run once more: the publish script is idempotent.
+    """
+    address = _address(node)
+    replicas = _replicas_of.get(address)
+    if replicas is None:
+        replicas = _replicas_of[address] = _listed_replicas(node.execute_command("ROLE"))
+    for attempt in (1, 2):
+        pipe = node.pipeline(transaction=False)
+        add(pipe)
+        queued = len(pipe.command_stack)
+        scripts, pipe.scripts = list(pipe.scripts), set()  # no SCRIPT EXISTS round trip: NOSCRIPT is handled below
+        if replicas:
+            if touch is not None:
+                pipe.pexpire(touch, MARK_TTL * 1000)
+            pipe.execute_command("WAIT", 1, replica_wait_ms())
+        pipe.execute_command("ROLE")
+        replies = pipe.execute(raise_on_error=False)
+        results = replies[:queued]
+        if attempt == 1 and any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+            for script in scripts:
+                node.script_load(script.script)
+            continue
+        break
+    role = replies[-1]
+    if isinstance(role, Exception):
+        raise role
+    listed = _replicas_of[address] = _listed_replicas(role)
+    if replicas:
+        acknowledged = replies[-2]
+        confirmed = isinstance(acknowledged, int) and acknowledged >= 1
+        return results, Replicated.YES if confirmed else Replicated.NOT_CONFIRMED
+    return results, Replicated.NOT_CONFIRMED if listed else Replicated.NO_REPLICA
+
+
+def replica_wait_ms() -> int:
+    """WAIT's bound: a fifth of RIDEHAIL_PUBLISH_TIMEOUT (100 ms by default), well within the
+    socket timeout of the request path's client, so a slow replica never fails a publish."""
+    return max(1, round(settings.RIDEHAIL_PUBLISH_TIMEOUT * 1000 / 5))
+
+
+def _listed_replicas(role: Any) -> int:
+    """The number of replicas a ROLE reply lists (a master's: [b'master', offset, [replica, ...]])."""
+    return len(role[2]) if role and role[0] in (b"master", "master") else 0
+
+
+def _address(node: redis.Redis) -> str:
+    options = node.connection_pool.connection_kwargs
+    return f"{options.get('host')}:{options.get('port')}:{options.get('path', '')}"
+
+
+def node_of(client: redis.Redis, key: str) -> redis.Redis:
+    """The plain client of the server that holds `key`: `client` itself on a single Redis, the
+    slot owner's own client on a cluster (whose client would send a WAIT to every master)."""
+    if isinstance(client, RedisCluster):
+        return client.get_redis_connection(client.get_node_from_key(key))
+    return client
+
+
+def forget_nodes(client: redis.Redis) -> None:
+    """After an error from a node of a cluster: learn the slots again (the node may be dead, or
+    no longer own the slot after a failover), so the next publish goes to its new owner."""
+    if isinstance(client, RedisCluster):
+        try:
+            client.nodes_manager.initialize()
+        except redis.RedisError as exc:
+            logger.warning("could not learn the cluster's slots again: %s", exc)
 
 
 def mark_published(row_ids: list[int]) -> None:

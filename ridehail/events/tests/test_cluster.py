@@ -89,9 +89,9 @@ def test_the_relay_publishes_rows_of_every_topic_through_a_cluster_pipeline(clus
     OutboxEvent.objects.update(published_at=None)
     cluster_client.flushall(target_nodes="primaries")
 
-    rows, new = publish_pending()
+    batch = publish_pending()
 
-    assert (rows, new) == (3, 3)
+    assert (batch.rows, batch.new, batch.marked) == (3, 3, 3)
     assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
     events = stream_events(cluster_client, DRIVER_STATUS.stream)
     assert sorted(event["driverId"] for event in events) == sorted(str(driver.id) for driver in drivers)
