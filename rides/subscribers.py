@@ -3,19 +3,22 @@
 | handler | topic | transport |
 |---|---|---|
 | `MatchingPoolHandler`: the drivers who may be offered rides | `driver-status-changed` | `--transport` |
-| `RideMatcher`: every requested ride matched to the nearest free driver | `ride-status-changed` | stream, always |
+| `RideMatcher`: every requested ride matched to a free driver near it | `ride-status-changed` | stream, always |
 """
 
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.utils import timezone
 
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.worker import Worker
-from rides.events import RIDE_STATUS, RideStatusChanged
-from rides.matching import Outcome, match
+from rides.events import RIDE_STATUS, RideState, RideStatusChanged
+from rides.matching import Outcome, match, match_batch
 from rides.models import RideStatus
 from rides.pool import MATCHING_POOL
 from rides.selectors import overdue_ride_ids, rides_of_inactive_drivers, waiting_rides
@@ -25,6 +28,7 @@ from users.driver_set import DriverSetHandler
 __all__ = ["MATCHING_POOL", "WORKER", "MatchingPoolHandler", "RideMatcher"]
 
 RETRY_PAGE = 200  # waiting rides read per query of a retry round (a round tries every one)
+BATCH_LIMIT = 500  # rides matched together at most: the solver's time grows faster than linearly
 
 
 class MatchingPoolHandler(DriverSetHandler):
@@ -59,20 +63,42 @@ class RideMatcher(Handler[RideStatusChanged]):
         self.next_retry = 0.0
 
     def handle_batch(self, events: list[RideStatusChanged]) -> int:
-        assigned = 0
-        for event in events:
-            if event.ride.status != RideStatus.REQUESTED:
-                continue
-            outcome = match(self.redis, event.ride).outcome
-            assigned += outcome is Outcome.ASSIGNED
+        """Match the requests among these events: at once (window 0), or together once their window closed.
+
+        With a window, the handler waits here until the oldest request has waited one window
+        (requests that arrive meanwhile stay on the stream for the next batch, so none waits
+        more than one), then matches them all. The entries are acknowledged when this returns,
+        after the batch's assignments committed: a worker killed while it waits or assigns
+        leaves them pending, and another one claims them.
+        """
+        requested = [event.ride for event in events if event.ride.status == RideStatus.REQUESTED]
+        rides = list({ride.ride_id: ride for ride in requested}.values())  # a redelivered request once
+        if not rides:
+            return 0
+        window = settings.RIDEHAIL_MATCH_WINDOW_SECONDS
+        if not window:
+            outcomes = {ride.ride_id: match(self.redis, ride).outcome for ride in rides}
+        else:
+            closes = min(ride.timestamp for ride in rides) + timedelta(seconds=window)
+            # Bounded by one window: a web process's clock ahead of ours never holds a batch longer.
+            time.sleep(min(window, max(0.0, (closes - timezone.now()).total_seconds())))
+            outcomes = self.match_together(rides)
+        for ride_id, outcome in outcomes.items():
             if outcome is Outcome.NO_DRIVER:
                 self.logger.info(
                     "ride %s: no free driver within %g km yet; trying again every %gs",
-                    event.ride.ride_id,
+                    ride_id,
                     settings.RIDEHAIL_MATCH_RADIUS_KM,
                     settings.RIDEHAIL_MATCH_RETRY_SECONDS,
                 )
-        return assigned
+        return sum(outcome is Outcome.ASSIGNED for outcome in outcomes.values())
+
+    def match_together(self, rides: Sequence[RideState]) -> dict[uuid.UUID, Outcome]:
+        batch = match_batch(self.redis, rides)
+        self.logger.info(
+            "matched a batch of %d: %d assigned, solved in %.1f ms", batch.size, batch.assigned, batch.solve_ms
+        )
+        return batch.outcomes
 
     def on_idle(self) -> None:
         if time.monotonic() >= self.next_retry:
@@ -97,8 +123,26 @@ class RideMatcher(Handler[RideStatusChanged]):
         # Every waiting ride, however many wait where no driver is: a ride in reach of a free
         # driver is never starved by the others. A ride assigned or cancelled since its page was
         # read ends its attempt: the assignment re-checks under the row lock.
+        if not settings.RIDEHAIL_MATCH_WINDOW_SECONDS:
+            for ride in waiting_rides(page_size=RETRY_PAGE):
+                match(self.redis, ride)
+            return
+        for rides in self._retry_batches():
+            self.match_together(rides)
+
+    def _retry_batches(self) -> Iterator[list[RideState]]:
+        """Waiting rides in batches of BATCH_LIMIT, less those still in their first window (their event brings them)."""
+        recent = timezone.now() - timedelta(seconds=settings.RIDEHAIL_MATCH_WINDOW_SECONDS)
+        batch: list[RideState] = []
         for ride in waiting_rides(page_size=RETRY_PAGE):
-            match(self.redis, ride)
+            if ride.timestamp > recent:
+                continue
+            batch.append(ride)
+            if len(batch) == BATCH_LIMIT:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 WORKER = Worker("rides", [MatchingPoolHandler, RideMatcher])
