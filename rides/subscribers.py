@@ -62,27 +62,23 @@ class RideMatcher(Handler[RideStatusChanged]):
         super().__init__(client)
         self.next_retry = 0.0
 
-    def handle_batch(self, events: list[RideStatusChanged]) -> int:
-        """Match the requests among these events: at once (window 0), or together once their window closed.
+    def gather_seconds(self) -> float:
+        """The window: the stream loop gathers requests this long before one `handle_batch` of them.
 
-        With a window, the handler waits here until the oldest request has waited one window
-        (requests that arrive meanwhile stay on the stream for the next batch, so none waits
-        more than one), then matches them all. The entries are acknowledged when this returns,
-        after the batch's assignments committed: a worker killed while it waits or assigns
-        leaves them pending, and another one claims them.
+        They stay pending, unacknowledged, until the batch's assignments committed: a worker
+        killed while it gathers or assigns leaves them to be claimed by another one.
         """
+        return settings.RIDEHAIL_MATCH_WINDOW_SECONDS
+
+    def handle_batch(self, events: list[RideStatusChanged]) -> int:
         requested = [event.ride for event in events if event.ride.status == RideStatus.REQUESTED]
         rides = list({ride.ride_id: ride for ride in requested}.values())  # a redelivered request once
         if not rides:
             return 0
-        window = settings.RIDEHAIL_MATCH_WINDOW_SECONDS
-        if not window:
-            outcomes = {ride.ride_id: match(self.redis, ride).outcome for ride in rides}
-        else:
-            closes = min(ride.timestamp for ride in rides) + timedelta(seconds=window)
-            # Bounded by one window: a web process's clock ahead of ours never holds a batch longer.
-            time.sleep(min(window, max(0.0, (closes - timezone.now()).total_seconds())))
+        if settings.RIDEHAIL_MATCH_WINDOW_SECONDS:
             outcomes = self.match_together(rides)
+        else:
+            outcomes = {ride.ride_id: match(self.redis, ride).outcome for ride in rides}
         for ride_id, outcome in outcomes.items():
             if outcome is Outcome.NO_DRIVER:
                 self.logger.info(
