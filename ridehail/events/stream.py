@@ -250,7 +250,10 @@ class StreamRunner(Runner):
             # Delivered, never acknowledged, now gone: their effects may be incomplete.
             self.logger.warning("%d pending entries were trimmed before anyone handled them", len(deleted))
             self.rebuild("rebuilding from the database")
+        # Entries this runner is gathering are idle but not abandoned: they are handled when due.
+        gathering = {entry_id for entry_id, _ in self.gathered}
         claimed = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
+        claimed = [(entry_id, fields) for entry_id, fields in claimed if entry_id not in gathering]
         if not claimed:
             return 0
         deliveries = self._delivery_counts([entry_id for entry_id, _ in claimed])

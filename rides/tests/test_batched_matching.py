@@ -66,12 +66,12 @@ FIRST, SECOND = 1.0, -1.0
 
 def test_the_assignment_beats_greedy_on_a_seeded_scarce_city():
     rng = random.Random(26)
-    drivers = {n: (rng.uniform(0, 6), rng.uniform(0, 6)) for n in range(60)}
+    drivers = {n: (rng.uniform(0, 6), rng.uniform(0, 6)) for n in range(50)}
     asks = []
-    for ride in range(50):  # requests ≥ 0.75 x free drivers: where greedy is poor
+    for ride in range(50):  # as many requests as free drivers: where greedy is poor
         x, y = rng.uniform(0, 6), rng.uniform(0, 6)
         near = sorted((((x - a) ** 2 + (y - b) ** 2) ** 0.5, d) for d, (a, b) in drivers.items())
-        asks.append(Ask(ride, [(d, km) for km, d in near if km <= 3][:20]))
+        asks.append(Ask(ride, [(d, km) for km, d in near]))
     batched, first_come = least_total_distance(asks), greedy(asks)
 
     assert len(batched) >= len(first_come)  # never fewer served
@@ -146,7 +146,7 @@ def test_a_matcher_killed_mid_batch_loses_no_request(start_worker, redis_client)
     def held() -> bool:
         return redis_client.xpending(RIDE_STATUS.stream, "rides")["pending"] == 4
 
-    wait_until(held, timeout=5, what="the batch gathered: read, not acknowledged")
+    wait_until(held, timeout=15, what=f"the batch gathered: read, not acknowledged ({first.output[-2000:]})")
     first.signal(signal.SIGKILL)
     first.wait_exit(timeout=5)
     assert all(driver_of(ride_id) is None for ride_id in ride_ids)  # nothing assigned before the kill
