@@ -324,7 +324,7 @@ RIDEHAIL_MATCH_TIMEOUT_SECONDS = env_float("RIDEHAIL_MATCH_TIMEOUT_SECONDS", 60.
 # Requests arriving within this many seconds are matched together, by the least total pickup
 # distance (rides/assignment.py); 0: each at once to its nearest free driver (greedy). The
 # default is measured (bench/matching_quality.py, BENCHMARKS.md): see docs/configuration.md.
-RIDEHAIL_MATCH_WINDOW_SECONDS = env_float("RIDEHAIL_MATCH_WINDOW_SECONDS", 1.0, minimum=0.0)
+RIDEHAIL_MATCH_WINDOW_SECONDS = env_float("RIDEHAIL_MATCH_WINDOW_SECONDS", 0.5, minimum=0.0)
 if not RIDEHAIL_MATCH_WINDOW_SECONDS <= 10:  # NaN too: the reader waits it out, and must not look stuck
     raise ImproperlyConfigured(f"RIDEHAIL_MATCH_WINDOW_SECONDS={RIDEHAIL_MATCH_WINDOW_SECONDS} must be at most 10")
 

@@ -90,11 +90,15 @@ class RideMatcher(Handler[RideStatusChanged]):
         return sum(outcome is Outcome.ASSIGNED for outcome in outcomes.values())
 
     def match_together(self, rides: Sequence[RideState]) -> dict[uuid.UUID, Outcome]:
-        batch = match_batch(self.redis, rides)
-        self.logger.info(
-            "matched a batch of %d: %d assigned, solved in %.1f ms", batch.size, batch.assigned, batch.solve_ms
-        )
-        return batch.outcomes
+        """Match in batches of at most BATCH_LIMIT (a backlog read at once is several batches)."""
+        outcomes: dict[uuid.UUID, Outcome] = {}
+        for start in range(0, len(rides), BATCH_LIMIT):
+            batch = match_batch(self.redis, rides[start : start + BATCH_LIMIT])
+            self.logger.info(
+                "matched a batch of %d: %d assigned, solved in %.1f ms", batch.size, batch.assigned, batch.solve_ms
+            )
+            outcomes |= batch.outcomes
+        return outcomes
 
     def on_idle(self) -> None:
         if time.monotonic() >= self.next_retry:
