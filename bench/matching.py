@@ -188,19 +188,28 @@ def raw_stream_latency(redis_url: str, seconds: float) -> list[float]:
 
 
 def throughput_run(rides: int) -> tuple[float, int]:
-    from ridehail.events.connection import worker_redis
+    from django.conf import settings
+    from django.utils import timezone
+
+    from locations.positions import Position, apply_positions
+    from ridehail.events.connection import shared_redis, worker_redis
     from ridehail.events.stream import StreamRunner
     from rides.events import Point
     from rides.models import Ride, RideStatus
     from rides.services import Trip, request_ride
     from rides.subscribers import RideMatcher
 
-    place_drivers(5000, km=10)
+    drivers = place_drivers(5000, km=10)
     riders = make_riders(rides)
     ride_ids = [
         request_ride(rider_id=r.id, trip=Trip(Point(*spread(n, km=8)), Point(*spread(n + 7, km=8)))).id
         for n, r in enumerate(riders)
     ]
+    # Writing the requests can take longer than a position stays fresh or a request waits on a
+    # busy machine: fresh positions again, and no expiry while the matcher drains them.
+    now = timezone.now()
+    apply_positions(shared_redis(), [Position(d.id, *spread(n, km=10), now) for n, d in enumerate(drivers)])
+    settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS = 3600.0
     stop = threading.Event()
     runner = StreamRunner(RideMatcher(worker_redis()), read_client=worker_redis(), stop=stop, batch_size=100)
     thread = threading.Thread(target=runner.run)

@@ -36,7 +36,7 @@ RADIUS_KM = 5.0  # RIDEHAIL_MATCH_RADIUS_KM's default
 AREA_KM = 6.0
 SPEED_KM_S = 30 / 3600
 TIMEOUT_S, RETRY_S = 60.0, 2.0
-WINDOWS = [0.0, 0.25, 0.5, 1.0, 2.0]
+WINDOWS = [0.0, 0.5, 1.0, 2.0, 4.0]
 
 Spot = tuple[float, float]
 

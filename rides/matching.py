@@ -25,7 +25,7 @@ from locations.selectors import nearby_drivers
 from rides.assignment import Ask, least_total_distance
 from rides.events import Point, RideState
 from rides.pool import MATCHING_POOL
-from rides.selectors import free_driver_ids
+from rides.selectors import free_driver_ids, still_requested
 from rides.services import DriverUnavailable, assign_ride, assign_rides, expire_ride
 from users.selectors import usernames
 
@@ -152,8 +152,13 @@ def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
     """
     outcomes: dict[uuid.UUID, Outcome] = {}
     waiting = []
+    # A request assigned or cancelled since its event (a retry round got it first, a worker
+    # started on a backlog) costs one query here, not a geo query, a solve and an attempt.
+    requested = still_requested([ride.ride_id for ride in rides])
     for ride in rides:
-        if overdue(ride):
+        if ride.ride_id not in requested:
+            outcomes[ride.ride_id] = Outcome.NOT_WAITING
+        elif overdue(ride):
             outcomes[ride.ride_id] = _expire(ride.ride_id).outcome
         else:
             waiting.append(ride)
