@@ -208,7 +208,9 @@ def throughput_run(rides: int) -> tuple[float, int]:
     # Writing the requests can take longer than a position stays fresh or a request waits on a
     # busy machine: fresh positions again, and no expiry while the matcher drains them.
     now = timezone.now()
-    apply_positions(shared_redis(), [Position(d.id, *spread(n, km=10), now) for n, d in enumerate(drivers)])
+    positions = [Position(d.id, *spread(n, km=10), now) for n, d in enumerate(drivers)]
+    for start in range(0, len(positions), 500):  # one script call each: short enough for a busy Redis
+        apply_positions(shared_redis(), positions[start : start + 500])
     settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS = 3600.0
     stop = threading.Event()
     runner = StreamRunner(RideMatcher(worker_redis()), read_client=worker_redis(), stop=stop, batch_size=100)
