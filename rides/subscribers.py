@@ -9,11 +9,9 @@
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.utils import timezone
 
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.worker import Worker
@@ -131,12 +129,9 @@ class RideMatcher(Handler[RideStatusChanged]):
             self.match_together(rides)
 
     def _retry_batches(self) -> Iterator[list[RideState]]:
-        """Waiting rides in batches of BATCH_LIMIT, less those still in their first window (their event brings them)."""
-        recent = timezone.now() - timedelta(seconds=settings.RIDEHAIL_MATCH_WINDOW_SECONDS)
+        """Every waiting ride, in batches of BATCH_LIMIT (one in its first window too: matched now, it waits less)."""
         batch: list[RideState] = []
         for ride in waiting_rides(page_size=RETRY_PAGE):
-            if ride.timestamp > recent:
-                continue
             batch.append(ride)
             if len(batch) == BATCH_LIMIT:
                 yield batch
