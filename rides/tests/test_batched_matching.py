@@ -142,7 +142,9 @@ def test_a_matcher_killed_mid_batch_loses_no_request(start_worker, redis_client)
     drivers = make_drivers(4)
     place(redis_client, drivers, [at_km(n / 2) for n in range(4)])
     # A long window: the worker is killed while it holds the batch, read but not acknowledged.
-    first = start_worker("rides", "--claim-idle", "1", env={**FAST, "RIDEHAIL_MATCH_WINDOW_SECONDS": "8"})
+    # No retry round before the kill either (a round matches every waiting ride at once).
+    slow = {"RIDEHAIL_MATCH_RETRY_SECONDS": "60", "RIDEHAIL_MATCH_WINDOW_SECONDS": "8"}
+    first = start_worker("rides", "--claim-idle", "1", env=slow)
     ride_ids = [ask_at(make_user(f"held-{n}"), at_km(n / 3)) for n in range(4)]
 
     def held() -> bool:
