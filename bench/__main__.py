@@ -29,6 +29,7 @@ BENCHMARKS = {
     "stream_worker": [],
     "positions": [],
     "matching": [],
+    "matching_quality": [],
     "fanout": [],
     # The same fan-out under daphne, to choose the production server on websockets too.
     "fanout-daphne": ["--server", "daphne"],

@@ -315,6 +315,12 @@ RIDEHAIL_POSITION_MAX_AGE = env_float("RIDEHAIL_POSITION_MAX_AGE", 60.0, minimum
 RIDEHAIL_MATCH_RADIUS_KM = env_float("RIDEHAIL_MATCH_RADIUS_KM", 5.0, minimum=0.001)
 RIDEHAIL_MATCH_RETRY_SECONDS = env_float("RIDEHAIL_MATCH_RETRY_SECONDS", 2.0, minimum=0.05)
 RIDEHAIL_MATCH_TIMEOUT_SECONDS = env_float("RIDEHAIL_MATCH_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+# Requests arriving within this many seconds are matched together, by the least total pickup
+# distance (rides/assignment.py); 0: each at once to its nearest free driver (greedy). The
+# default is measured (bench/matching_quality.py, BENCHMARKS.md): see docs/configuration.md.
+RIDEHAIL_MATCH_WINDOW_SECONDS = env_float("RIDEHAIL_MATCH_WINDOW_SECONDS", 0.5, minimum=0.0)
+if not RIDEHAIL_MATCH_WINDOW_SECONDS <= 10:  # NaN too: the reader waits it out, and must not look stuck
+    raise ImproperlyConfigured(f"RIDEHAIL_MATCH_WINDOW_SECONDS={RIDEHAIL_MATCH_WINDOW_SECONDS} must be at most 10")
 
 LOGGING = {
     "version": 1,

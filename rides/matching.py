@@ -11,7 +11,9 @@ cancelled meanwhile ends the attempt.
 
 import enum
 import logging
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,10 +22,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from locations.selectors import nearby_drivers
+from rides.assignment import Ask, least_total_distance
 from rides.events import Point, RideState
 from rides.pool import MATCHING_POOL
-from rides.selectors import free_driver_ids
-from rides.services import DriverUnavailable, assign_ride, expire_ride
+from rides.selectors import free_driver_ids, still_requested
+from rides.services import DriverUnavailable, assign_ride, assign_rides, expire_ride
 from users.selectors import usernames
 
 logger = logging.getLogger("rides")
@@ -80,8 +83,7 @@ def match(client: redis.Redis, ride: RideState) -> Attempt:
     The event may be older than the ride (it was assigned or cancelled since): the assignment
     re-checks the status under the row lock, so nothing is read first.
     """
-    # Waiting since it last became requested (its timestamp): a ride given back waits anew.
-    if timezone.now() - ride.timestamp >= timedelta(seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS):
+    if overdue(ride):
         return _expire(ride.ride_id)
     for driver_id in candidates(client, pickup=ride.pickup):
         try:
@@ -91,16 +93,109 @@ def match(client: redis.Redis, ride: RideState) -> Attempt:
         if assigned is None:
             return Attempt(Outcome.NOT_WAITING)
         # Names for the person reading the log: one indexed query, once per assignment (not per event).
-        names = usernames([driver_id, ride.rider_id])
+        _log_assigned([(ride, driver_id, None)])
+        return Attempt(Outcome.ASSIGNED, driver_id)
+    return Attempt(Outcome.NO_DRIVER)
+
+
+def overdue(ride: RideState) -> bool:
+    """Waiting since it last became requested (its timestamp): a ride given back waits anew."""
+    return timezone.now() - ride.timestamp >= timedelta(seconds=settings.RIDEHAIL_MATCH_TIMEOUT_SECONDS)
+
+
+def free_drivers_near(
+    client: redis.Redis, pickups: Sequence[Point], *, limit: int = CANDIDATES
+) -> list[tuple[list[tuple[uuid.UUID, float]], bool]]:
+    """For each pickup, its nearest free drivers in reach as (driver, km), and whether that is everyone.
+
+    The batched matcher's bulk form of `candidates()`, built on the same geo query
+    (`nearby_drivers`, one call per pickup) and the same database check, asked once for the
+    union of all pickups' drivers. It does not widen: when busy drivers fill a pickup's ask,
+    the second value is False and a request left without a driver by the batch goes through
+    `match()`, whose `candidates()` widens until it finds the free ones.
+    """
+    near = [
+        nearby_drivers(
+            client,
+            lat=pickup.lat,
+            lng=pickup.lng,
+            radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
+            limit=limit,
+            among=MATCHING_POOL.key,
+        )
+        for pickup in pickups
+    ]
+    free = free_driver_ids(list({entry.position.driver_id for found in near for entry in found}))
+    return [
+        ([(e.position.driver_id, e.distance_km) for e in found if e.position.driver_id in free], len(found) < limit)
+        for found in near
+    ]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one batch did: for the log, the benchmark and the dashboard's health strip."""
+
+    size: int
+    assigned: int
+    solve_ms: float
+    outcomes: dict[uuid.UUID, Outcome]
+
+
+def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
+    """One attempt for each of these rides together: the least total pickup distance.
+
+    Candidates come from `free_drivers_near`, the assignment from `least_total_distance`, and
+    the batch's assignments are one transaction (`assign_rides`). A ride the batch leaves
+    without a driver while one may be free in reach (a driver taken meanwhile, or one hidden
+    behind busy ones) gets `match()`'s attempt of its own at once; the others wait for a retry.
+    """
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    waiting = []
+    # A request assigned or cancelled since its event (a retry round got it first, a worker
+    # started on a backlog) costs one query here, not a geo query, a solve and an attempt.
+    requested = still_requested([ride.ride_id for ride in rides])
+    for ride in rides:
+        if ride.ride_id not in requested:
+            outcomes[ride.ride_id] = Outcome.NOT_WAITING
+        elif overdue(ride):
+            outcomes[ride.ride_id] = _expire(ride.ride_id).outcome
+        else:
+            waiting.append(ride)
+    found = free_drivers_near(client, [ride.pickup for ride in waiting])
+    started = time.perf_counter()
+    pairs = least_total_distance([Ask(ride, candidates) for ride, (candidates, _) in zip(waiting, found, strict=True)])
+    solve_ms = (time.perf_counter() - started) * 1000
+    by_id = {ride.ride_id: ride for ride in waiting}
+    assigned = {ride.id for ride in assign_rides([(pair.ride.ride_id, pair.driver) for pair in pairs])}
+    _log_assigned([(pair.ride, pair.driver, pair.distance_km) for pair in pairs if pair.ride.ride_id in assigned])
+    taken = {pair.driver for pair in pairs if pair.ride.ride_id in assigned}
+    for ride, (candidates, everyone) in zip(waiting, found, strict=True):
+        if ride.ride_id in assigned:
+            outcomes[ride.ride_id] = Outcome.ASSIGNED
+        elif everyone and all(driver in taken for driver, _ in candidates):
+            # Everyone free in reach was checked, and the batch gave them to others: nothing to try now.
+            outcomes[ride.ride_id] = Outcome.NO_DRIVER
+        else:
+            outcomes[ride.ride_id] = match(client, by_id[ride.ride_id]).outcome
+    count = sum(outcome is Outcome.ASSIGNED for outcome in outcomes.values())
+    return Batch(size=len(rides), assigned=count, solve_ms=solve_ms, outcomes=outcomes)
+
+
+def _log_assigned(assignments: Sequence[tuple[RideState, uuid.UUID, float | None]]) -> None:
+    if not assignments:
+        return
+    # Names for the person reading the log: one indexed query per batch (not per event).
+    names = usernames([person for ride, driver_id, _ in assignments for person in (driver_id, ride.rider_id)])
+    for ride, driver_id, km in assignments:
         logger.info(
-            "ride %s assigned to driver %s (%s, rider %s)",
+            "ride %s assigned to driver %s (%s, rider %s)%s",
             ride.ride_id,
             driver_id,
             names.get(str(driver_id), "?"),
             names.get(str(ride.rider_id), "?"),
+            f", pickup {km:.2f} km" if km is not None else "",
         )
-        return Attempt(Outcome.ASSIGNED, driver_id)
-    return Attempt(Outcome.NO_DRIVER)
 
 
 def _expire(ride_id: uuid.UUID) -> Attempt:

@@ -88,6 +88,11 @@ def rides_of_inactive_drivers() -> list[uuid.UUID]:
     return list(rides.values_list("id", flat=True))
 
 
+def still_requested(ride_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these rides still wait for a driver, in one query (a batch skips the others)."""
+    return set(Ride.objects.filter(pk__in=ride_ids, status=RideStatus.REQUESTED).values_list("id", flat=True))
+
+
 def free_driver_ids(driver_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """Which of these drivers may be offered a ride now, in one query: active, online, no assigned ride."""
     assigned = Ride.objects.filter(driver=OuterRef("pk"), status=RideStatus.ASSIGNED)

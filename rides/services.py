@@ -12,6 +12,7 @@ for a rider, a second assigned ride for a driver) ends in a clean exception, nev
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -93,6 +94,51 @@ def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
         # transaction is rolled back; nothing of it happened.
         raise DriverUnavailable(f"driver {driver_id} has an assigned ride already") from None
     return ride
+
+
+def assign_rides(pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Ride]:
+    """A batch's assignments (ride, driver) in one transaction; returns the rides assigned.
+
+    The same checks as `assign_ride`, for many at once: rides still requested and not being
+    assigned elsewhere (SKIP LOCKED), drivers active and online (their rows locked in id order,
+    so two batches never wait on each other in a cycle) with no assigned ride (read after the
+    locks: every assignment locks its driver first). A pair that fails a check is left out, its
+    ride still requested, for the caller to try elsewhere. Should the database still refuse
+    (the partial unique indexes), nothing of the batch happened and each pair is tried alone.
+    """
+    if not pairs:
+        return []
+    driver_of = dict(pairs)
+    try:
+        with transaction.atomic():
+            rides = list(
+                Ride.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=list(driver_of), status=RideStatus.REQUESTED)
+                .order_by("pk")
+            )
+            wanted = [driver_of[ride.id] for ride in rides]
+            available = set(
+                User.objects.select_for_update()
+                .filter(pk__in=wanted, role=Role.DRIVER, is_active=True, is_available=True)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            busy = Ride.objects.filter(driver_id__in=available, status=RideStatus.ASSIGNED)
+            available -= set(busy.values_list("driver_id", flat=True))
+            assigned = [ride for ride in rides if driver_of[ride.id] in available]
+            now = timezone.now()
+            for ride in assigned:
+                ride.driver_id, ride.assigned_at = driver_of[ride.id], now
+                _change(ride, RideStatus.ASSIGNED, extra_fields=["driver", "assigned_at"])
+    except IntegrityError:
+        assigned = []
+        for ride_id, driver_id in pairs:
+            try:
+                if (alone := assign_ride(ride_id=ride_id, driver_id=driver_id)) is not None:
+                    assigned.append(alone)
+            except DriverUnavailable:
+                continue
+    return assigned
 
 
 def release_ride(*, ride_id: uuid.UUID) -> Ride | None:

@@ -3,19 +3,20 @@
 | handler | topic | transport |
 |---|---|---|
 | `MatchingPoolHandler`: the drivers who may be offered rides | `driver-status-changed` | `--transport` |
-| `RideMatcher`: every requested ride matched to the nearest free driver | `ride-status-changed` | stream, always |
+| `RideMatcher`: every requested ride matched to a free driver near it | `ride-status-changed` | stream, always |
 """
 
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 
 import redis
 from django.conf import settings
 
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.worker import Worker
-from rides.events import RIDE_STATUS, RideStatusChanged
-from rides.matching import Outcome, match
+from rides.events import RIDE_STATUS, RideState, RideStatusChanged
+from rides.matching import Outcome, match, match_batch
 from rides.models import RideStatus
 from rides.pool import MATCHING_POOL
 from rides.selectors import overdue_ride_ids, rides_of_inactive_drivers, waiting_rides
@@ -25,6 +26,7 @@ from users.driver_set import DriverSetHandler
 __all__ = ["MATCHING_POOL", "WORKER", "MatchingPoolHandler", "RideMatcher"]
 
 RETRY_PAGE = 200  # waiting rides read per query of a retry round (a round tries every one)
+BATCH_LIMIT = 500  # rides matched together at most: the solver's time grows faster than linearly
 
 
 class MatchingPoolHandler(DriverSetHandler):
@@ -58,21 +60,43 @@ class RideMatcher(Handler[RideStatusChanged]):
         super().__init__(client)
         self.next_retry = 0.0
 
+    def gather_seconds(self) -> float:
+        """The window: the stream loop gathers requests this long before one `handle_batch` of them.
+
+        They stay pending, unacknowledged, until the batch's assignments committed: a worker
+        killed while it gathers or assigns leaves them to be claimed by another one.
+        """
+        return settings.RIDEHAIL_MATCH_WINDOW_SECONDS
+
     def handle_batch(self, events: list[RideStatusChanged]) -> int:
-        assigned = 0
-        for event in events:
-            if event.ride.status != RideStatus.REQUESTED:
-                continue
-            outcome = match(self.redis, event.ride).outcome
-            assigned += outcome is Outcome.ASSIGNED
+        requested = [event.ride for event in events if event.ride.status == RideStatus.REQUESTED]
+        rides = list({ride.ride_id: ride for ride in requested}.values())  # a redelivered request once
+        if not rides:
+            return 0
+        if settings.RIDEHAIL_MATCH_WINDOW_SECONDS:
+            outcomes = self.match_together(rides)
+        else:
+            outcomes = {ride.ride_id: match(self.redis, ride).outcome for ride in rides}
+        for ride_id, outcome in outcomes.items():
             if outcome is Outcome.NO_DRIVER:
                 self.logger.info(
                     "ride %s: no free driver within %g km yet; trying again every %gs",
-                    event.ride.ride_id,
+                    ride_id,
                     settings.RIDEHAIL_MATCH_RADIUS_KM,
                     settings.RIDEHAIL_MATCH_RETRY_SECONDS,
                 )
-        return assigned
+        return sum(outcome is Outcome.ASSIGNED for outcome in outcomes.values())
+
+    def match_together(self, rides: Sequence[RideState]) -> dict[uuid.UUID, Outcome]:
+        """Match in batches of at most BATCH_LIMIT (a backlog read at once is several batches)."""
+        outcomes: dict[uuid.UUID, Outcome] = {}
+        for start in range(0, len(rides), BATCH_LIMIT):
+            batch = match_batch(self.redis, rides[start : start + BATCH_LIMIT])
+            self.logger.info(
+                "matched a batch of %d: %d assigned, solved in %.1f ms", batch.size, batch.assigned, batch.solve_ms
+            )
+            outcomes |= batch.outcomes
+        return outcomes
 
     def on_idle(self) -> None:
         if time.monotonic() >= self.next_retry:
@@ -97,8 +121,23 @@ class RideMatcher(Handler[RideStatusChanged]):
         # Every waiting ride, however many wait where no driver is: a ride in reach of a free
         # driver is never starved by the others. A ride assigned or cancelled since its page was
         # read ends its attempt: the assignment re-checks under the row lock.
+        if not settings.RIDEHAIL_MATCH_WINDOW_SECONDS:
+            for ride in waiting_rides(page_size=RETRY_PAGE):
+                match(self.redis, ride)
+            return
+        for rides in self._retry_batches():
+            self.match_together(rides)
+
+    def _retry_batches(self) -> Iterator[list[RideState]]:
+        """Every waiting ride, in batches of BATCH_LIMIT (one in its first window too: matched now, it waits less)."""
+        batch: list[RideState] = []
         for ride in waiting_rides(page_size=RETRY_PAGE):
-            match(self.redis, ride)
+            batch.append(ride)
+            if len(batch) == BATCH_LIMIT:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 WORKER = Worker("rides", [MatchingPoolHandler, RideMatcher])

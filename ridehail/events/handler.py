@@ -34,6 +34,9 @@ class Handler(Generic[E]):
     - `rebuild()` makes the handler's state *equal* to the source of truth (the database),
       whatever it held before. It runs on every Pub/Sub (re)connect, when a stream's group
       or unread entries were lost, and every RIDEHAIL_RESYNC_SECONDS.
+    - `gather_seconds()` > 0 (streams only): the loop gathers what it reads for that long after
+      the first entry before one `handle_batch` of them all (the matcher's window); they stay
+      pending, unacknowledged, meanwhile, so a worker that dies holding them loses none.
     """
 
     name: ClassVar[str]
@@ -49,6 +52,10 @@ class Handler(Generic[E]):
     def handle_batch(self, events: list[E]) -> int | None:
         """Every effect of these events, in order (see the class docstring); may say how many changed anything."""
         raise NotImplementedError
+
+    def gather_seconds(self) -> float:
+        """How long a stream's loop gathers entries before handling them together; 0: at once."""
+        return 0.0
 
     def parse_messages(self, raws: list[bytes]) -> list[E]:
         """Validate raw messages; anything that is not a valid event is logged and skipped."""

@@ -103,6 +103,8 @@ class StreamReader(Reader):
                     runner.maintain()
                 next_maintenance = time.monotonic() + min(max(0.5, runner.claim_idle / 2) for runner in self.runners)
             self.read_new()
+            for runner in self.runners:
+                runner.process_gathered_if_due()
             self.reconcile_and_idle()
             close_old_connections()
 
@@ -113,12 +115,13 @@ class StreamReader(Reader):
             self.consumer,
             dict.fromkeys(self.by_stream, ">"),
             count=self.batch_size,
-            block=int(POLL_SECONDS * 1000),
+            # Never past the end of a gathering: its entries are handled on time.
+            block=max(1, int(min([POLL_SECONDS, *(runner.gathering_left() for runner in self.runners)]) * 1000)),
         )
         read = 0
         # Replies are bytes in RESP2's lists (connection.py's clients); redis-py's types allow str and RESP3's dict.
         for stream, entries in cast(list[tuple[bytes, list[Entry]]], response or []):
-            self.by_stream[stream.decode()].process(entries)
+            self.by_stream[stream.decode()].take(entries)
             read += len(entries)
         return read
 
@@ -160,6 +163,8 @@ class StreamRunner(Runner):
         # A consumer silent this long, holding nothing, is a dead process's leftover.
         self.forget_idle = 10 * claim_idle
         self.redis = handler.redis
+        self.gathered: list[Entry] = []  # read, not handled yet (handler.gather_seconds())
+        self.gathering_since = 0.0
 
     def maintain(self) -> None:
         """The periodic work besides reading: claims, trimmed entries, dead consumers, our own name."""
@@ -264,7 +269,10 @@ class StreamRunner(Runner):
             # Delivered, never acknowledged, now gone: their effects may be incomplete.
             self.logger.warning("%d pending entries were trimmed before anyone handled them", len(deleted))
             self.rebuild("rebuilding from the database")
+        # Entries this runner is gathering are idle but not abandoned: they are handled when due.
+        gathering = {entry_id for entry_id, _ in self.gathered}
         claimed = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
+        claimed = [(entry_id, fields) for entry_id, fields in claimed if entry_id not in gathering]
         if not claimed:
             return 0
         deliveries = self._delivery_counts([entry_id for entry_id, _ in claimed])
@@ -301,6 +309,27 @@ class StreamRunner(Runner):
         if forgotten:
             self.logger.info("removed %d idle consumer(s) with nothing pending from group %s", forgotten, self.group)
         return forgotten
+
+    def take(self, entries: list[Entry]) -> None:
+        """Entries just read: handled at once, or gathered for the handler's `gather_seconds()`."""
+        if self.handler.gather_seconds() <= 0:
+            self.process(entries)
+            return
+        if not self.gathered:
+            self.gathering_since = time.monotonic()
+        self.gathered.extend(entries)
+
+    def gathering_left(self) -> float:
+        """Seconds until the gathered entries are due (POLL_SECONDS when nothing is gathered)."""
+        if not self.gathered:
+            return POLL_SECONDS
+        return max(0.0, self.gathering_since + self.handler.gather_seconds() - time.monotonic())
+
+    def process_gathered_if_due(self) -> None:
+        """Handle the gathered entries together once their gathering is over."""
+        if self.gathered and self.gathering_left() <= 0:
+            entries, self.gathered = self.gathered, []
+            self.process(entries)
 
     def process(self, entries: list[Entry]) -> None:
         """Handle entries, acknowledging each one whose every effect is done."""

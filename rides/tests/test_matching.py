@@ -224,7 +224,8 @@ def test_twenty_requests_five_drivers_two_workers_exactly_five_assignments(start
 
 
 def test_a_rides_worker_killed_mid_burst_loses_no_request(start_worker, redis_client):
-    env = {**FAST, "RIDEHAIL_MATCH_TIMEOUT_SECONDS": "3"}
+    # Long enough for the first window to close after the kill and a new worker to start.
+    env = {**FAST, "RIDEHAIL_MATCH_TIMEOUT_SECONDS": "8"}
     start_worker("locations")
     first = start_worker("rides", "--claim-idle", "1", env=env)
     drivers = make_drivers(3)
@@ -244,7 +245,7 @@ def test_a_rides_worker_killed_mid_burst_loses_no_request(start_worker, redis_cl
         statuses = Counter(Ride.objects.filter(pk__in=ride_ids).values_list("status", flat=True))
         return statuses if statuses[RideStatus.REQUESTED] == 0 and statuses else None  # wait_until returns it
 
-    statuses = wait_until(all_settled, timeout=20, what="every request assigned or expired")
+    statuses = wait_until(all_settled, timeout=30, what="every request assigned or expired")
     assert statuses[RideStatus.ASSIGNED] == 3
     assert statuses[RideStatus.EXPIRED] == 12
 
