@@ -121,7 +121,7 @@ def free_drivers_near(
             lng=pickup.lng,
             radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
             limit=limit,
-            among=MATCHING_POOL.key,
+            among=MATCHING_POOL,
         )
         for pickup in pickups
     ]
