@@ -13,6 +13,7 @@ import redis
 from django.conf import settings
 
 from ridehail.events.handler import Handler, Transport
+from ridehail.events.tracing import span
 from ridehail.events.worker import Worker
 from rides.events import RIDE_STATUS, RideStatusChanged
 from rides.matching import Outcome, match
@@ -63,7 +64,9 @@ class RideMatcher(Handler[RideStatusChanged]):
         for event in events:
             if event.ride.status != RideStatus.REQUESTED:
                 continue
-            outcome = match(self.redis, event.ride).outcome
+            with span("match ride", {"ridehail.ride.id": str(event.ride.ride_id)}) as matching:
+                outcome = match(self.redis, event.ride).outcome
+                matching.set_attribute("ridehail.match.outcome", outcome.value)
             assigned += outcome is Outcome.ASSIGNED
             if outcome is Outcome.NO_DRIVER:
                 self.logger.info(
