@@ -29,6 +29,7 @@ stream; if Redis is down the caller is told, because there is nothing worth keep
 """
 
 import logging
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -37,7 +38,7 @@ from django.db.models import F
 from django.utils import timezone
 from redis.commands.core import Script
 
-from ridehail.events import metrics
+from ridehail.events import metrics, tracing
 from ridehail.events.connection import shared_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.topic import STREAM_FIELD, DurableEvent, Event, Topic, declared_topics
@@ -56,7 +57,7 @@ MARK_TTL = 7 * 24 * 3600  # seconds: see the module docstring; not a timing the 
 # KEYS: stream, the key's mark (the last version out), the published-events counter
 # (metrics.py). ARGV: payload, maxlen ('' = do not trim), channel (the topic's name), stream
 # field, key, version, '1' to require that the previous version is out ('' not to check), the
-# mark's time to live.
+# mark's time to live, the trace context's field and its value ('' = none: tracing is off).
 # Returns PUBLISHED, ALREADY (the mark says this version is out) or OUT_OF_ORDER.
 _PUBLISH_ONCE = Script(
     None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
@@ -70,10 +71,14 @@ if ARGV[7] == '1' and out ~= version - 1 then
   return -1
 end
 redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[8])
+local entry = {ARGV[4], ARGV[1]}
+if ARGV[10] ~= '' then
+  entry = {ARGV[4], ARGV[1], ARGV[9], ARGV[10]}
+end
 if ARGV[2] == '' then
-  redis.call('XADD', KEYS[1], '*', ARGV[4], ARGV[1])
+  redis.call('XADD', KEYS[1], '*', unpack(entry))
 else
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[4], ARGV[1])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
 end
 redis.call('PUBLISH', ARGV[3], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
@@ -97,6 +102,7 @@ def publish_on_commit(event: DurableEvent) -> None:
         key=event.key,
         version=event.version,
         payload=topic.encode(event).decode(),
+        trace_context=tracing.current_traceparent(),
     )
     transaction.on_commit(lambda: _publish_after_commit(topic, row))
 
@@ -106,10 +112,11 @@ def publish_live(event: Event) -> None:
     topic = type(event).topic
     if topic.durable:
         raise ValueError(f"{topic.name} is durable: use publish_on_commit()")
-    pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
-    pipe.publish(topic.channel, topic.encode(event))
-    pipe.hincrby(metrics.PUBLISHED, topic.name, 1)
-    pipe.execute()
+    with tracing.publishing(topic=topic.name, destination=topic.channel, event_id=None, key=event.key):
+        pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
+        pipe.publish(topic.channel, topic.encode(event))
+        pipe.hincrby(metrics.PUBLISHED, topic.name, 1)
+        pipe.execute()
 
 
 def _durable_topic_of(event: DurableEvent) -> Topic:
@@ -120,27 +127,49 @@ def _durable_topic_of(event: DurableEvent) -> Topic:
 
 
 def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
+    span, traceparent = _start_publish(topic, row.event_id, row.key, row.trace_context)
+    tracing.end_publish(span, _publish_committed(topic, row, traceparent))
+
+
+def _start_publish(topic: Topic, event_id: object, key: str, parent: str | None) -> tuple[Any, str | None]:
+    """The producer span of one row (the child of the change that wrote it) and the context the entry carries."""
+    return tracing.start_publish(
+        topic=topic.name, destination=topic.stream, event_id=str(event_id), key=key, parent=parent
+    )
+
+
+def _publish_committed(topic: Topic, row: OutboxEvent, traceparent: str | None) -> Exception | None:
+    """Returns the Redis error that left the row pending, if one did."""
     # The change is committed whatever happens here: a Redis or database outage must not
     # turn the request into an error, and nothing here waits for anything. Whatever does not
     # go out now stays pending, and the relay publishes it.
     client = shared_redis()
     try:
-        result = publish_once(client, topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True)
+        result = publish_once(
+            client,
+            topic=topic,
+            key=row.key,
+            version=row.version,
+            payload=row.payload,
+            in_order=True,
+            traceparent=traceparent,
+        )
         if result == OUT_OF_ORDER:
             # An older version of the key is pending (or on its way from another request): the
             # relay owns the key's pending rows now, in order.
             wake_relay(client)
-            return
+            return None
     except redis.RedisError as exc:
         logger.warning("events of %s %s wait in the outbox (Redis: %s)", topic.name, row.key, exc)
         _record_failed_attempt(topic, row.key, exc)
-        return
+        return exc
     try:
         mark_published([row.id])
     except DatabaseError as exc:
         # Out, but not marked: the relay finds it pending, the key's mark says it is out, and
         # the relay only marks it.
         logger.warning("event of %s %s not marked as published (database: %s)", topic.name, row.key, exc)
+    return None
 
 
 def wake_relay(client: redis.Redis) -> None:
@@ -175,14 +204,19 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
     """
     topics = {declared.name: declared for declared in declared_topics() if declared.durable}
     pending = OutboxEvent.objects.filter(published_at__isnull=True, topic__in=topics).order_by("id")
-    rows = list(pending.values_list("id", "topic", "key", "version", "payload")[:BATCH_SIZE])
+    rows = list(
+        pending.values_list("id", "topic", "key", "version", "payload", "event_id", "trace_context")[:BATCH_SIZE]
+    )
     if not rows:
         return 0, 0
     pipe = (client or shared_redis()).pipeline(transaction=False)
     first_of_key: set[tuple[str, str]] = set()
-    for _, name, key, version, payload in rows:
+    spans = []
+    for _, name, key, version, payload, event_id, parent in rows:
         follows_a_row_of_this_batch = (name, key) in first_of_key
         first_of_key.add((name, key))
+        span, traceparent = _start_publish(topics[name], event_id, key, parent)
+        spans.append(span)
         publish_once(
             pipe,
             topic=topics[name],
@@ -191,12 +225,15 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
             payload=payload,
             trim=trim,
             in_order=follows_a_row_of_this_batch,
+            traceparent=traceparent,
         )
     results = pipe.execute(raise_on_error=False)
+    for span, result in zip(spans, results, strict=True):
+        tracing.end_publish(span, result if isinstance(result, Exception) else None)
     mark_published([row[0] for row, result in zip(rows, results, strict=True) if result in (PUBLISHED, ALREADY)])
     failures = [(row, result) for row, result in zip(rows, results, strict=True) if isinstance(result, Exception)]
     if failures:
-        (_, name, key, version, _), error = failures[0]
+        (_, name, key, version, *_), error = failures[0]
         raise RowsNotPublished(
             f"{len(failures)} outbox row(s) not published, the first {name} {key} v{version}: {error}"
         ) from error
@@ -221,13 +258,15 @@ def publish_once(
     payload: str | bytes,
     trim: bool = True,
     in_order: bool = False,
+    traceparent: str | None = None,
 ) -> int | None:
     """XADD to the stream and PUBLISH on the channel, unless this version of this key already went out.
 
     `in_order`: only if the previous version is the last that went out (else OUT_OF_ORDER,
     nothing done). `trim=False` appends without trimming: the relay in the workers leaves
     trimming to the web processes, so one RIDEHAIL_STREAM_MAXLEN (the web's) decides how
-    long streams are. Returns the script's answer (None on a pipeline, whose results come
+    long streams are. `traceparent`: the producer span's context, in the entry beside the event
+    (tracing.py). Returns the script's answer (None on a pipeline, whose results come
     with execute()).
     """
     return _PUBLISH_ONCE(
@@ -241,6 +280,8 @@ def publish_once(
             version,
             "1" if in_order else "",
             MARK_TTL,
+            tracing.TRACE_FIELD,
+            traceparent or "",
         ],
         client=client,
     )
