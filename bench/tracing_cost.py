@@ -35,7 +35,7 @@ BEFORE, OFF, ON = "before tracing", "tracing off", "tracing on (OTLP)"
 
 def commit_before_tracing() -> str:
     added = subprocess.run(
-        ["git", "rev-list", "-1", "--diff-filter=A", "HEAD", "--", "ridehail/events/tracing.py"],
+        ["git", "log", "-1", "--diff-filter=A", "--format=%H", "--", "ridehail/events/tracing.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
