@@ -123,3 +123,47 @@ class OtlpReceiver:
 def trace_of(spans: list[ReceivedSpan], trace_id: str) -> list[ReceivedSpan]:
     """One trace's spans, in the order they started."""
     return sorted((span for span in spans if span.trace_id == trace_id), key=lambda span: span.start_ns)
+
+
+COLOURS = {"ridehail-web": "#4e79a7", "ridehail-rides": "#f28e2b", "ridehail-locations": "#59a14f"}
+
+
+def timeline_svg(journey: list[ReceivedSpan], *, title: str) -> str:
+    """One trace as a small SVG timeline (docs/trace.svg): a row per span, indented by depth, a bar
+    from its start to its end, coloured by the process that made it."""
+    from xml.sax.saxutils import escape
+
+    by_id = {span.span_id: span for span in journey}
+
+    def depth(span: ReceivedSpan) -> int:
+        level = 0
+        while span.parent_span_id in by_id:
+            span, level = by_id[span.parent_span_id], level + 1
+        return level
+
+    start, end = min(span.start_ns for span in journey), max(span.end_ns for span in journey)
+    label_width, bar_width, row, top = 430, 500, 24, 46
+    scale = bar_width / max(end - start, 1)
+    height = top + row * len(journey) + 30
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + bar_width + 90}" height="{height}" '
+        'font-family="monospace" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
+        f'<text x="{label_width}" y="38" fill="#666">0 ms</text>',
+        f'<text x="{label_width + bar_width}" y="38" fill="#666" text-anchor="end">{(end - start) / 1e6:.1f} ms</text>',
+    ]
+    for index, span in enumerate(journey):
+        y = top + index * row
+        x = label_width + (span.start_ns - start) * scale
+        width = max((span.end_ns - span.start_ns) * scale, 2)
+        colour = COLOURS.get(span.service, "#999")
+        label = f"{'  ' * depth(span)}{span.name}"
+        parts += [
+            f'<text x="10" y="{y + 15}" xml:space="preserve">{escape(label)}</text>',
+            f'<rect x="{x:.1f}" y="{y + 4}" width="{width:.1f}" height="15" rx="2" fill="{colour}"/>',
+            f'<text x="{x + width + 4:.1f}" y="{y + 15}" fill="#444">'
+            f"{span.service.removeprefix('ridehail-')} {span.kind} {(span.end_ns - span.start_ns) / 1e6:.1f} ms</text>",
+        ]
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

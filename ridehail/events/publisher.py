@@ -29,7 +29,6 @@ stream; if Redis is down the caller is told, because there is nothing worth keep
 """
 
 import logging
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -128,10 +127,14 @@ def _durable_topic_of(event: DurableEvent) -> Topic:
 
 def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
     span, traceparent = _start_publish(topic, row.event_id, row.key, row.trace_context)
-    tracing.end_publish(span, _publish_committed(topic, row, traceparent))
+    error = None
+    try:
+        error = _publish_committed(topic, row, traceparent)
+    finally:
+        tracing.end_publish(span, error)
 
 
-def _start_publish(topic: Topic, event_id: object, key: str, parent: str | None) -> tuple[Any, str | None]:
+def _start_publish(topic: Topic, event_id: object, key: str, parent: str | None) -> tuple[tracing.Span, str | None]:
     """The producer span of one row (the child of the change that wrote it) and the context the entry carries."""
     return tracing.start_publish(
         topic=topic.name, destination=topic.stream, event_id=str(event_id), key=key, parent=parent

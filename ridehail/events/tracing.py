@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+Span = trace.Span
 TRACE_FIELD = "traceparent"  # the stream entry's field beside `event`, and the HTTP header's name
 SYSTEM = "redis"
 

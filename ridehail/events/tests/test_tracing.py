@@ -5,17 +5,30 @@ receiver this test starts on loopback (tests/otlp.py); the test reads what they 
 """
 
 import itertools
+import json
+import os
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from conftest import token_of
 from ridehail.events import tracing
+from ridehail.events.connection import shared_redis
+from ridehail.events.models import OutboxEvent
+from ridehail.events.outbox import relay_once
+from ridehail.events.publisher import mark
 from ridehail.events.tracing import TracingMiddleware, context_of, route_template, wanted
-from tests.otlp import OtlpReceiver, ReceivedSpan, trace_of
+from tests.otlp import OtlpReceiver, ReceivedSpan, timeline_svg, trace_of
 from tests.processes import wait_until
 from tests.servers import AsgiServer
+from users.events import DRIVER_STATUS
+from users.services import set_driver_availability
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,6 +159,11 @@ def test_a_status_change_and_a_ride_request_are_one_trace_each_from_the_request_
         assert uuid.UUID(requested.attributes["messaging.message.id"]) != uuid.UUID(
             assigned.attributes["messaging.message.id"]
         )
+        if picture := os.environ.get("RIDEHAIL_TRACE_SVG"):  # docs/trace.svg: the README's picture
+            shown = [span for span in journey if span.start_ns <= assigned.end_ns]
+            Path(picture).write_text(
+                timeline_svg(shown, title="One ride request's trace: POST /api/rides to its assignment")
+            )
     finally:
         web.stop()
 
@@ -185,3 +203,52 @@ def test_a_garbled_trace_field_is_no_context_not_an_error(garbage):
 def test_routes_are_templates():
     assert route_template(r"^api/rides/(?P<ride_id>[0-9a-f]{8}-[0-9a-f]{4})/cancel/?$") == "/api/rides/{ride_id}/cancel"
     assert route_template("^api/users/driver-status/?$") == "/api/users/driver-status"
+
+
+@pytest.fixture
+def traced_here(monkeypatch) -> InMemorySpanExporter:
+    """Tracing on in this process, into memory (what configure() sets up, with another exporter)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
+    return exporter
+
+
+def test_a_row_left_to_the_relay_is_published_in_its_request_s_trace(traced_here, settings, redis_client, driver):
+    reachable = settings.REDIS_URL
+    with tracing.span("the request") as request:
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # the request's own publish fails: the row stays pending
+        shared_redis.cache_clear()
+        try:
+            change = set_driver_availability(driver_id=driver.id, available=True)
+        finally:
+            settings.REDIS_URL = reachable
+            shared_redis.cache_clear()
+    assert relay_once() == 1
+
+    ((_, fields),) = redis_client.xrange(DRIVER_STATUS.stream)
+    trace_id = f"{request.get_span_context().trace_id:032x}"
+    assert fields[b"traceparent"].decode().split("-")[1] == trace_id
+    assert json.loads(fields[b"event"])["eventId"] == str(change.event_id)  # the event JSON as the spec fixes it
+    spans = traced_here.get_finished_spans()
+    (service,) = [span for span in spans if span.name == "users.services.set_driver_availability"]
+    failed, relayed = [span for span in spans if span.name == "publish driver-status-changed"]
+    assert {failed.parent.span_id, relayed.parent.span_id} == {service.context.span_id}
+    assert failed.status.status_code is StatusCode.ERROR and relayed.status.status_code is StatusCode.UNSET
+    assert relayed.kind is SpanKind.PRODUCER and relayed.attributes["messaging.message.id"] == str(change.event_id)
+    assert fields[b"traceparent"].decode().split("-")[2] == f"{relayed.context.span_id:016x}"
+
+
+def test_a_row_with_a_garbled_context_is_published_in_a_trace_of_its_own(traced_here, redis_client, driver):
+    with tracing.span("the request"):
+        set_driver_availability(driver_id=driver.id, available=True)
+    OutboxEvent.objects.update(published_at=None, trace_context="00-not-a-trace-01")
+    redis_client.delete(DRIVER_STATUS.stream, mark(DRIVER_STATUS, str(driver.id)))
+
+    assert relay_once() == 1
+
+    ((_, fields),) = redis_client.xrange(DRIVER_STATUS.stream)
+    relayed = traced_here.get_finished_spans()[-1]
+    assert relayed.name == "publish driver-status-changed" and relayed.parent is None
+    assert fields[b"traceparent"].decode().split("-")[1] == f"{relayed.context.trace_id:032x}"
