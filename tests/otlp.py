@@ -146,7 +146,7 @@ def timeline_svg(journey: list[ReceivedSpan], *, title: str) -> str:
     scale = bar_width / max(end - start, 1)
     height = top + row * len(journey) + 30
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + bar_width + 90}" height="{height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + bar_width + 200}" height="{height}" '
         'font-family="monospace" font-size="12">',
         '<rect width="100%" height="100%" fill="white"/>',
         f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
