@@ -173,6 +173,7 @@ def test_a_status_change_and_a_ride_request_are_one_trace_each_from_the_request_
     [
         ({}, False),
         ({"OTEL_SERVICE_NAME": "x"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_TRACES_EXPORTER": ""}, False),  # compose's defaults
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
         ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
         ({"OTEL_TRACES_EXPORTER": "console"}, True),
