@@ -69,7 +69,7 @@ WARMUP, COOLDOWN, GAP = 15.0, 10.0, (10.0, 20.0)
 GRACE = 8.0
 RESYNC_SECONDS = 20.0
 MATCH_TIMEOUT = 30.0
-DURABLE_STREAMS = ["stream:driver-status-changed", "stream:ride-status-changed"]
+DURABLE_STREAMS = ["stream:{driver-status-changed}", "stream:{ride-status-changed}"]
 CHANNELS = ["driver-status-changed", "ride-status-changed", "driver-location-updated"]
 # Dropped and created afresh by every run: CHAOS_DATABASE names another so that runs side by side
 # (several checkouts on one PostgreSQL) do not drop each other's.
@@ -561,7 +561,7 @@ def check_rides(report: Report, archive: Archive, database: psycopg.Connection, 
     )
     drivers_of: dict[str, set[str]] = defaultdict(set)
     intervals: dict[str, dict[str, list]] = defaultdict(dict)
-    for _, fields in archive.entries["stream:ride-status-changed"]:
+    for _, fields in archive.entries["stream:{ride-status-changed}"]:
         try:
             event = json.loads(fields[b"event"])
             ride, status, driver, moment = event["rideId"], event["status"], event["driverId"], event["timestamp"]

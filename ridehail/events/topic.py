@@ -1,7 +1,10 @@
 """Topics: every kind of event is declared once, in the app that owns it.
 
-A topic `T` is the Pub/Sub channel `T`; a durable topic also has the stream `stream:T`
-and the dead-letter stream `stream:T:dead`, and its events go through the outbox. The
+A topic `T` is the Pub/Sub channel `T`; a durable topic also has the stream `stream:{T}`
+and the dead-letter stream `stream:{T}:dead`, and its events go through the outbox. The
+braces are a Redis Cluster hash tag: the stream, its dead letters, every key the publish
+script touches and (on a cluster) the shard channel `T` hash to one slot, so one script or
+transaction may use them together. The
 declaration names the event class (its JSON, validation, key and version) and whether
 the topic is durable; every name on Redis follows from it:
 
@@ -76,12 +79,12 @@ class Topic(Generic[E]):
     @property
     def stream(self) -> str:
         self._require_durable()
-        return f"stream:{self.name}"
+        return f"stream:{{{self.name}}}"
 
     @property
     def dead_letters(self) -> str:
         self._require_durable()
-        return f"stream:{self.name}:dead"
+        return f"stream:{{{self.name}}}:dead"
 
     def parse(self, raw: bytes | str) -> E:
         """One message off the channel or the stream, validated; raises wire.InvalidEvent."""

@@ -75,7 +75,8 @@ class RidehailCollector(Collector):
         yield self._http_latency(client)
 
     def _topics(self, client: redis.Redis) -> Iterator[Metric]:
-        published = event_metrics.read_published(client)
+        topics = declared_topics()
+        published = event_metrics.read_published(client, [topic.name for topic in topics])
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "published": CounterMetricFamily(
                 "ridehail_events_published", "Events that went out on Redis, per topic", labels=["topic"]
@@ -95,7 +96,7 @@ class RidehailCollector(Collector):
             ),
             "dead": GaugeMetricFamily("ridehail_dead_letters", "Entries in the dead-letter stream", labels=["topic"]),
         }
-        for topic in declared_topics():
+        for topic in topics:
             status = topic_status(client, topic)
             families["published"].add_metric([topic.name], published.get(topic.name, 0))
             families["subscribers"].add_metric([topic.name], status["channel"]["subscribers"])

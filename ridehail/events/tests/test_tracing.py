@@ -111,7 +111,7 @@ def test_a_status_change_and_a_ride_request_are_one_trace_each_from_the_request_
             "messaging.system": "redis",
             "messaging.operation.type": "send",
             "messaging.operation.name": "publish",
-            "messaging.destination.name": "stream:driver-status-changed",
+            "messaging.destination.name": DRIVER_STATUS.stream,
             "messaging.message.id": event_id,
             "ridehail.event.key": str(driver.id),
         }
@@ -120,7 +120,7 @@ def test_a_status_change_and_a_ride_request_are_one_trace_each_from_the_request_
             "messaging.system": "redis",
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
-            "messaging.destination.name": "stream:driver-status-changed",
+            "messaging.destination.name": DRIVER_STATUS.stream,
             "messaging.consumer.group.name": "rides",
             "messaging.message.id": event_id,
         }

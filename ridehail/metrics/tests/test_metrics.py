@@ -13,9 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import make_user
 from ridehail.dashboard.session_sockets import KEY_PREFIX
 from ridehail.events import metrics as event_metrics
+from ridehail.events.topic import declared_topics
 from ridehail.metrics import http
 from rides.models import Ride, RideStatus
 from tests.processes import wait_until
+from users.events import DRIVER_STATUS
 from users.models import Role
 from users.services import set_driver_availability
 
@@ -41,7 +43,8 @@ SPEC_SERIES = [
 @pytest.fixture(autouse=True)
 def _no_counts_from_other_tests(redis_client: redis.Redis) -> None:
     http.recorder.flush()  # requests earlier tests made in this process, out of the way first
-    redis_client.delete(event_metrics.PUBLISHED, event_metrics.HANDLED, event_metrics.FAILED, http.KEY)
+    published = [event_metrics.published_counter(topic.name) for topic in declared_topics()]
+    redis_client.delete(*published, event_metrics.HANDLED, event_metrics.FAILED, http.KEY)
 
 
 def session_of(username: str, *, is_staff: bool) -> Client:
@@ -76,7 +79,7 @@ def test_a_signed_in_rider_is_refused():
 
 def test_a_staff_session_reads_every_series_the_spec_names(redis_client):
     set_driver_availability(driver_id=make_user("d", role=Role.DRIVER).id, available=True)
-    redis_client.xgroup_create("stream:driver-status-changed", "rides", id="0", mkstream=True)
+    redis_client.xgroup_create(DRIVER_STATUS.stream, "rides", id="0", mkstream=True)
 
     staff = session_of("operator", is_staff=True)
 
