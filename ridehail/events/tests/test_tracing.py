@@ -253,3 +253,13 @@ def test_a_row_with_a_garbled_context_is_published_in_a_trace_of_its_own(traced_
     relayed = traced_here.get_finished_spans()[-1]
     assert relayed.name == "publish driver-status-changed" and relayed.parent is None
     assert fields[b"traceparent"].decode().split("-")[1] == f"{relayed.context.trace_id:032x}"
+
+
+def test_on_a_cluster_the_entry_carries_the_context_too(traced_here, on_cluster, driver):
+    with tracing.span("the request") as request:
+        set_driver_availability(driver_id=driver.id, available=True)
+
+    ((_, fields),) = shared_redis().xrange(DRIVER_STATUS.stream)
+    (published,) = [span for span in traced_here.get_finished_spans() if span.kind is SpanKind.PRODUCER]
+    assert published.context.trace_id == request.get_span_context().trace_id
+    assert fields[b"traceparent"].decode().split("-")[2] == f"{published.context.span_id:016x}"
