@@ -5,8 +5,8 @@ The same load as bench/put_status.py (wrk, 32 keep-alive connections over 1,000 
 request a toggle that commits, writes its outbox row and publishes), served by `python -m
 ridehail.server` from two trees, alternating round by round on one database and one Redis:
 
-- before tracing: `git archive` of the commit before ridehail/events/tracing.py was added
-  (or --base REF), unpacked in a temporary directory;
+- before tracing: `git archive` of main while main has no tracing, else of the commit before
+  ridehail/events/tracing.py was added (or --base REF), unpacked in a temporary directory;
 - tracing off: this tree, no OTEL_* variable (what every deployment that does not ask gets);
 - tracing on: this tree exporting every span over OTLP/HTTP to a receiver in this process
   (tests/otlp.py), which decodes them on the same two cores: an upper bound, not the target.
@@ -34,6 +34,12 @@ BEFORE, OFF, ON = "before tracing", "tracing off", "tracing on (OTLP)"
 
 
 def commit_before_tracing() -> str:
+    """main while it has no tracing (the same code but this branch's); once it has, the commit before tracing came."""
+    in_main = subprocess.run(
+        ["git", "cat-file", "-e", "main:ridehail/events/tracing.py"], cwd=ROOT, capture_output=True, check=False
+    )
+    if in_main.returncode != 0:
+        return "main"
     added = subprocess.run(
         ["git", "log", "-1", "--diff-filter=A", "--format=%H", "--", "ridehail/events/tracing.py"],
         cwd=ROOT,
@@ -41,8 +47,6 @@ def commit_before_tracing() -> str:
         text=True,
         check=True,
     ).stdout.strip()
-    if not added:
-        raise SystemExit("ridehail/events/tracing.py is not in this tree's history: pass --base REF")
     return f"{added}^"
 
 
