@@ -599,15 +599,25 @@ def _instant(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def _members(client: redis.Redis, pattern: str, kind: str) -> set[str]:
+    """The members of every partition's part (the keys of that pattern and type) together."""
+    members: set[str] = set()
+    for key in client.scan_iter(match=pattern, _type=kind):
+        # Replies are bytes (the client does not decode); redis-py types them bytes | str.
+        found = client.smembers(key) if kind == "set" else client.zrange(key, 0, -1)
+        members |= {member.decode() for member in cast(set[bytes], found)}
+    return members
+
+
 def worker_state_matches(city: City, database: psycopg.Connection) -> dict[str, tuple[bool, str]]:
     online = {
         str(row[0]) for row in database.execute("SELECT id FROM users_user WHERE role = 'driver' AND is_available")
     }
     client = city.direct
     # Replies are bytes (the client does not decode); redis-py types them bytes | str.
-    pool = {member.decode() for member in cast(set[bytes], client.smembers("rides:matching-pool"))}
-    tracked = {member.decode() for member in cast(set[bytes], client.smembers("locations:tracked-drivers"))}
-    positioned = {member.decode() for member in cast(list[bytes], client.zrange("locations:positions", 0, -1))}
+    pool = _members(client, "rides:matching-pool:{*}", "set")
+    tracked = _members(client, "locations:tracked-drivers:{*}", "set")
+    positioned = _members(client, "locations:positions:{*}", "zset")
     pending = {}
     for stream in DURABLE_STREAMS:
         try:

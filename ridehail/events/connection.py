@@ -36,6 +36,36 @@ AnyPipeline = redis.client.Pipeline | redis.cluster.ClusterPipeline
 _worker_commands: redis.Redis | None = None
 
 
+def _unreachable_cluster_is_a_connection_error(nodes_manager: Any) -> None:
+    """Make a cluster client report a cluster it cannot reach as a single Redis does: `redis.ConnectionError`.
+
+    redis-py raises `RedisClusterException` ("cannot be connected", "not all slots are covered")
+    when it (re)discovers the nodes, on the first command and after any node failed, and that
+    class is not a `redis.RedisError`: every `except redis.RedisError` (a request's 503, the
+    throttles' per-process fallback, /readyz, reconnect loops) missed it, and a request whose
+    Redis Cluster was down answered 500. Discovery is the one place it comes from.
+    """
+    discover = nodes_manager.initialize
+    if asyncio.iscoroutinefunction(discover):
+
+        async def discover_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await discover(*args, **kwargs)
+            except redis.exceptions.RedisClusterException as exc:
+                raise redis.ConnectionError(str(exc)) from exc
+
+        nodes_manager.initialize = discover_async
+        return
+
+    def discover_sync(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return discover(*args, **kwargs)
+        except redis.exceptions.RedisClusterException as exc:
+            raise redis.ConnectionError(str(exc)) from exc
+
+    nodes_manager.initialize = discover_sync
+
+
 def redis_from_url(url: str, **options: Any) -> redis.Redis:
     """The one constructor of a synchronous client: a `Redis`, or with REDIS_CLUSTER a `RedisCluster`
     that discovers the other nodes from the one `url` names and routes each command to its slot.
@@ -43,14 +73,21 @@ def redis_from_url(url: str, **options: Any) -> redis.Redis:
     Typed as `redis.Redis`: the cluster client offers the same commands without being a subclass.
     """
     if settings.REDIS_CLUSTER:
-        return cast(redis.Redis, redis.cluster.RedisCluster.from_url(url, **options))
+        try:  # the first discovery runs here, before the client exists
+            cluster = redis.cluster.RedisCluster.from_url(url, **options)
+        except redis.exceptions.RedisClusterException as exc:
+            raise redis.ConnectionError(str(exc)) from exc
+        _unreachable_cluster_is_a_connection_error(cluster.nodes_manager)
+        return cast(redis.Redis, cluster)
     return redis.Redis.from_url(url, **options)
 
 
 def async_redis_from_url(url: str, **options: Any) -> aioredis.Redis:
     """`redis_from_url` for asyncio code."""
     if settings.REDIS_CLUSTER:
-        return cast(aioredis.Redis, redis.asyncio.cluster.RedisCluster.from_url(url, **options))
+        cluster = redis.asyncio.cluster.RedisCluster.from_url(url, **options)  # discovers on first use
+        _unreachable_cluster_is_a_connection_error(cluster.nodes_manager)
+        return cast(aioredis.Redis, cluster)
     return aioredis.Redis.from_url(url, **options)
 
 
@@ -135,6 +172,18 @@ def quick_redis(url: str, *, timeout: float) -> redis.Redis:
     """A pooled client that gives up after `timeout` and never retries: for checks on the
     request path (rate limits) where a slow Redis must cost a request almost nothing."""
     return redis_from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
+
+
+@cache
+def channel_layer_redis(url: str, *, timeout: float) -> redis.Redis:
+    """A client of the channel layer's Redis (RIDEHAIL_CHANNEL_LAYER_URL), only to ask whether it answers.
+
+    Always a standalone `Redis`, REDIS_CLUSTER or not: channels-redis cannot use a cluster, so
+    beside one the layer has a Redis of its own (channels-redis opens its own connections to it).
+    """
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def worker_redis(*, timeout: float = 10.0, name: str | None = None) -> redis.Redis:

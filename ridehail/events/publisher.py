@@ -110,13 +110,14 @@ def publish_on_commit(event: DurableEvent) -> None:
 
 
 def publish_live(event: Event) -> None:
-    """PUBLISH a live-only event now; raises redis.RedisError if Redis cannot take it."""
+    """PUBLISH a live-only event now, on its key's channel; raises redis.RedisError if Redis cannot take it."""
     topic = type(event).topic
     if topic.durable:
         raise ValueError(f"{topic.name} is durable: use publish_on_commit()")
-    with tracing.publishing(topic=topic.name, destination=topic.channel, event_id=None, key=event.key):
-        pipe = shared_redis().pipeline(transaction=False)  # one round trip for both (one slot on a cluster)
-        publish(pipe, topic.channel, topic.encode(event))
+    channel = topic.channel_for(event.key)
+    with tracing.publishing(topic=topic.name, destination=channel, event_id=None, key=event.key):
+        pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
+        publish(pipe, channel, topic.encode(event))
         pipe.incr(metrics.published_counter(topic.name))
         pipe.execute()
 

@@ -170,3 +170,21 @@ def test_with_redis_down_the_databases_series_are_still_reported(redis_unreachab
     assert samples[("ridehail_redis_up", ())] == 0
     assert samples[("ridehail_outbox_backlog", ())] == 0
     assert ("ridehail_rides", (("status", "completed"),)) in samples
+
+
+def test_on_a_cluster_leases_on_every_master_are_counted_and_the_channel_layer_reported_apart(on_cluster, settings):
+    staff = session_of("operator", is_staff=True)
+    client = on_cluster.client()
+    keys = [f"{KEY_PREFIX}:{n}" for n in range(6)]
+    later = int((timezone.now() + timedelta(minutes=1)).timestamp() * 1000)
+    for key in keys:
+        client.zadd(key, {"a-socket": later})
+    assert len({on_cluster.master_of(key).port for key in keys}) > 1  # what a one-node SCAN would miss
+
+    samples = scrape(staff)
+    assert samples[("ridehail_dashboard_connections", ())] == 6
+    assert (samples[("ridehail_redis_up", ())], samples[("ridehail_channel_layer_up", ())]) == (1, 1)
+
+    settings.RIDEHAIL_CHANNEL_LAYER_URL = "redis://127.0.0.1:1/0"
+    samples = scrape(staff)
+    assert (samples[("ridehail_redis_up", ())], samples[("ridehail_channel_layer_up", ())]) == (1, 0)
