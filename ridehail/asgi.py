@@ -10,7 +10,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from ridehail.events.tracing import configure as configure_tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ridehail.settings")
+# Before the middleware chain is built: the tracing middleware stays out of it when tracing is off.
+configure_tracing("ridehail-web")
 django_application = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ridehail.events.tracing.TracingMiddleware",  # a span per request with OTEL_* set; else not in the chain
     "ridehail.metrics.http.request_latency",  # first: the time it measures includes every other middleware
     "ridehail.web.http.ChunkedBodyMiddleware",  # before anything reads the body (CSRF reads forms)
     "django.middleware.security.SecurityMiddleware",

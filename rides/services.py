@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ridehail.events.publisher import publish_on_commit
+from ridehail.events.tracing import traced
 from rides.events import Point, RideStatusChanged
 from rides.models import Ride, RideStatus
 from rides.selectors import ride_state
@@ -43,6 +44,7 @@ class Trip:
     dropoff: Point
 
 
+@traced
 def request_ride(*, rider_id: uuid.UUID, trip: Trip) -> Ride:
     """A rider asks for a ride; raises RideConflict if they already have a requested or assigned one."""
     now = timezone.now()
@@ -65,6 +67,7 @@ def request_ride(*, rider_id: uuid.UUID, trip: Trip) -> Ride:
     return ride
 
 
+@traced
 def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
     """Give a requested ride to a driver; None if the ride is no longer waiting (or another
     worker holds it right now). Raises DriverUnavailable if the driver cannot take it."""
@@ -96,6 +99,7 @@ def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
     return ride
 
 
+@traced
 def assign_rides(pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Ride]:
     """A batch's assignments (ride, driver) in one transaction; returns the rides assigned.
 
@@ -141,6 +145,7 @@ def assign_rides(pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Ride]:
     return assigned
 
 
+@traced
 def release_ride(*, ride_id: uuid.UUID) -> Ride | None:
     """Give an assigned ride back to matching (requested, no driver) if its driver was deactivated.
 
@@ -159,16 +164,19 @@ def release_ride(*, ride_id: uuid.UUID) -> Ride | None:
     return ride
 
 
+@traced
 def cancel_ride(*, ride_id: uuid.UUID) -> Ride:
     """Cancel a requested or assigned ride (its rider, or staff: the view checks who)."""
     return _transition(ride_id, to=RideStatus.CANCELLED, allowed_from=[RideStatus.REQUESTED, RideStatus.ASSIGNED])
 
 
+@traced
 def complete_ride(*, ride_id: uuid.UUID) -> Ride:
     """The driver dropped the rider off; the driver is free for the next match."""
     return _transition(ride_id, to=RideStatus.COMPLETED, allowed_from=[RideStatus.ASSIGNED])
 
 
+@traced
 def expire_ride(*, ride_id: uuid.UUID) -> Ride | None:
     """No driver in time: None if the ride was assigned or cancelled meanwhile."""
     try:

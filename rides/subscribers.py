@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 
 from ridehail.events.handler import Handler, Transport
+from ridehail.events.tracing import span
 from ridehail.events.worker import Worker
 from rides.events import RIDE_STATUS, RideState, RideStatusChanged
 from rides.matching import Outcome, match, match_batch
@@ -76,7 +77,7 @@ class RideMatcher(Handler[RideStatusChanged]):
         if settings.RIDEHAIL_MATCH_WINDOW_SECONDS:
             outcomes = self.match_together(rides)
         else:
-            outcomes = {ride.ride_id: match(self.redis, ride).outcome for ride in rides}
+            outcomes = {ride.ride_id: self.match_one(ride) for ride in rides}
         for ride_id, outcome in outcomes.items():
             if outcome is Outcome.NO_DRIVER:
                 self.logger.info(
@@ -87,11 +88,21 @@ class RideMatcher(Handler[RideStatusChanged]):
                 )
         return sum(outcome is Outcome.ASSIGNED for outcome in outcomes.values())
 
+    def match_one(self, ride: RideState) -> Outcome:
+        """Greedy (window 0): the nearest free driver, now."""
+        with span("match ride", {"ridehail.ride.id": str(ride.ride_id)}) as matching:
+            outcome = match(self.redis, ride).outcome
+            matching.set_attribute("ridehail.match.outcome", outcome.value)
+        return outcome
+
     def match_together(self, rides: Sequence[RideState]) -> dict[uuid.UUID, Outcome]:
         """Match in batches of at most BATCH_LIMIT (a backlog read at once is several batches)."""
         outcomes: dict[uuid.UUID, Outcome] = {}
         for start in range(0, len(rides), BATCH_LIMIT):
-            batch = match_batch(self.redis, rides[start : start + BATCH_LIMIT])
+            part = rides[start : start + BATCH_LIMIT]
+            with span("match batch", {"ridehail.batch.size": len(part)}) as matching:
+                batch = match_batch(self.redis, part)
+                matching.set_attribute("ridehail.batch.assigned", batch.assigned)
             self.logger.info(
                 "matched a batch of %d: %d assigned, solved in %.1f ms", batch.size, batch.assigned, batch.solve_ms
             )

@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from ridehail.events.publisher import publish_on_commit
+from ridehail.events.tracing import traced
 from users.events import DriverStatus, DriverStatusChanged
 from users.models import Role, User
 from users.selectors import driver_status
@@ -73,6 +74,7 @@ def deactivate_user(*, user_id: uuid.UUID) -> None:
             set_driver_availability(driver_id=user_id, available=False)
 
 
+@traced
 def set_driver_availability(*, driver_id: uuid.UUID, available: bool | None = None) -> StatusChange:
     """Set (or with `available=None`, toggle) a driver's availability and announce it.
 

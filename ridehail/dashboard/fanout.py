@@ -42,6 +42,7 @@ from ridehail.dashboard.per_loop import per_event_loop
 from ridehail.events import wire
 from ridehail.events.connection import POLL_SECONDS, Backoff, Subscription, worker_redis
 from ridehail.events.topic import Topic
+from ridehail.events.tracing import span
 from rides.events import RIDE_STATUS, RideStatusChanged
 from rides.selectors import ride_versions
 from users.driver_set import KnownDrivers
@@ -262,7 +263,7 @@ class Fanout:
         next_health = time.monotonic()
         while not self.loop.is_closed():
             batch = subscription.read_batch(timeout=max(0.0, min(POLL_SECONDS, next_positions - time.monotonic())))
-            deliveries = self.prepare(batch) if batch else []
+            deliveries = self._traced_prepare(batch) if batch else []
             now = time.monotonic()
             if now >= next_positions:
                 if frame := self._positions_frame():
@@ -275,6 +276,16 @@ class Fanout:
                 self._on_loop(self.receive, deliveries)
             if not batch:
                 close_old_connections()
+
+    def _traced_prepare(self, batch: list[tuple[str, bytes]]) -> list[Delivery]:
+        # A trace of its own: a Pub/Sub message is the event JSON alone, no producer's context.
+        with span(
+            "dashboard frames", {"messaging.system": "redis", "messaging.batch.message_count": len(batch)}
+        ) as frames:
+            deliveries = self.prepare(batch)
+            frames.set_attribute("ridehail.dashboard.frames", len(deliveries))
+            frames.set_attribute("ridehail.dashboard.sockets", len(self.listeners))
+        return deliveries
 
     def _wait_after_failure(self, backoff: Backoff, what: str) -> None:
         delay = backoff.next_delay()

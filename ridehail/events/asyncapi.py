@@ -16,6 +16,7 @@ from typing import Any
 from ridehail.events import wire
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.topic import STREAM_FIELD, Topic
+from ridehail.events.tracing import TRACE_FIELD
 
 ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_VERSION = "1.0.0"  # bump when a payload changes in a way consumers must know of
@@ -154,7 +155,8 @@ def _channels(topic: Topic, message: str) -> dict[str, Any]:
             "address": topic.stream,
             "title": f"{topic.name} (stream)",
             "description": (
-                f"The Redis stream: field `{STREAM_FIELD}` of each entry holds the message; trimmed "
+                f"The Redis stream: field `{STREAM_FIELD}` of each entry holds the message (with tracing on, "
+                f"field `{TRACE_FIELD}` beside it holds the producer span's W3C trace context); trimmed "
                 "approximately to RIDEHAIL_STREAM_MAXLEN entries. Read by consumer groups, acknowledged "
                 "after every effect; `manage.py events replay` moves a group back."
             ),

@@ -18,6 +18,13 @@ class OutboxEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # NULL: no trace context (tracing off, or a row written before it existed), never a string to parse.
+    trace_context = models.CharField(  # noqa: DJ001
+        max_length=128,
+        null=True,
+        blank=True,
+        help_text="the W3C traceparent of the change's span, for the relay's producer span (tracing on only)",
+    )
     last_error = models.TextField(blank=True)
 
     class Meta:

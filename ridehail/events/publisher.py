@@ -50,7 +50,7 @@ from django.utils import timezone
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
-from ridehail.events import metrics
+from ridehail.events import metrics, tracing
 from ridehail.events.connection import AnyPipeline, publish, publish_command, run_script, shared_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.topic import STREAM_FIELD, DurableEvent, Event, Topic, declared_topics
@@ -70,7 +70,8 @@ MARK_TTL = 7 * 24 * 3600  # seconds: see the module docstring; not a timing the 
 # (metrics.py): all in the topic's hash slot, as is its shard channel. ARGV: payload, maxlen
 # ('' = do not trim), channel (the topic's name), stream field, key, version, '1' to require that
 # the previous version is out ('' not to check), the mark's time to live, the publish command
-# (PUBLISH, or SPUBLISH on a cluster).
+# (PUBLISH, or SPUBLISH on a cluster), the trace context's field and its value ('' = none:
+# tracing is off).
 # Returns PUBLISHED, ALREADY (the mark says this version is out) or OUT_OF_ORDER.
 _PUBLISH_ONCE = Script(
     None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
@@ -84,10 +85,14 @@ if ARGV[7] == '1' and out ~= version - 1 then
   return -1
 end
 redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[8])
+local entry = {ARGV[4], ARGV[1]}
+if ARGV[11] ~= '' then
+  entry = {ARGV[4], ARGV[1], ARGV[10], ARGV[11]}
+end
 if ARGV[2] == '' then
-  redis.call('XADD', KEYS[1], '*', ARGV[4], ARGV[1])
+  redis.call('XADD', KEYS[1], '*', unpack(entry))
 else
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[4], ARGV[1])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
 end
 redis.call(ARGV[9], ARGV[3], ARGV[1])
 redis.call('INCR', KEYS[3])
@@ -111,6 +116,7 @@ def publish_on_commit(event: DurableEvent) -> None:
         key=event.key,
         version=event.version,
         payload=topic.encode(event).decode(),
+        trace_context=tracing.current_traceparent(),
     )
     transaction.on_commit(lambda: _publish_after_commit(topic, row))
 
@@ -120,10 +126,12 @@ def publish_live(event: Event) -> None:
     topic = type(event).topic
     if topic.durable:
         raise ValueError(f"{topic.name} is durable: use publish_on_commit()")
-    pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
-    publish(pipe, topic.channel_for(event.key), topic.encode(event))
-    pipe.incr(metrics.published_counter(topic.name))
-    pipe.execute()
+    channel = topic.channel_for(event.key)
+    with tracing.publishing(topic=topic.name, destination=channel, event_id=None, key=event.key):
+        pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
+        publish(pipe, channel, topic.encode(event))
+        pipe.incr(metrics.published_counter(topic.name))
+        pipe.execute()
 
 
 def _durable_topic_of(event: DurableEvent) -> Topic:
@@ -134,6 +142,23 @@ def _durable_topic_of(event: DurableEvent) -> Topic:
 
 
 def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
+    span, traceparent = _start_publish(topic, row.event_id, row.key, row.trace_context)
+    error = None
+    try:
+        error = _publish_committed(topic, row, traceparent)
+    finally:
+        tracing.end_publish(span, error)
+
+
+def _start_publish(topic: Topic, event_id: object, key: str, parent: str | None) -> tuple[tracing.Span, str | None]:
+    """The producer span of one row (the child of the change that wrote it) and the context the entry carries."""
+    return tracing.start_publish(
+        topic=topic.name, destination=topic.stream, event_id=str(event_id), key=key, parent=parent
+    )
+
+
+def _publish_committed(topic: Topic, row: OutboxEvent, traceparent: str | None) -> Exception | None:
+    """Returns the Redis error that left the row pending, if one did."""
     # The change is committed whatever happens here: a Redis or database outage must not
     # turn the request into an error, and nothing here waits for anything but one bounded
     # WAIT for a replica. Whatever does not go out (or is not confirmed) now stays pending,
@@ -144,7 +169,13 @@ def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
         [result], replicated = on_replicas(
             node,
             lambda pipe: publish_once(
-                pipe, topic=topic, key=row.key, version=row.version, payload=row.payload, in_order=True
+                pipe,
+                topic=topic,
+                key=row.key,
+                version=row.version,
+                payload=row.payload,
+                in_order=True,
+                traceparent=traceparent,
             ),
         )
         if isinstance(result, Exception):
@@ -153,24 +184,25 @@ def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
             # An older version of the key is pending (or on its way from another request): the
             # relay owns the key's pending rows now, in order.
             wake_relay(client)
-            return
+            return None
     except redis.RedisError as exc:
         forget_nodes(client)
         logger.warning("events of %s %s wait in the outbox (Redis: %s)", topic.name, row.key, exc)
         _record_failed_attempt(topic, row.key, exc)
-        return
+        return exc
     if replicated is Replicated.NOT_CONFIRMED or (replicated is Replicated.YES and result != PUBLISHED):
         # Out, but no replica confirmed it in time, or it went out on another connection (the
         # relay's: ALREADY), which this connection's WAIT does not cover: the relay's scan finds
         # the row pending and marks it once a replica holds the entry; its copy is a no-op while
         # the key's mark is there. Not woken: nothing is late, the event is out.
-        return
+        return None
     try:
         mark_published([row.id])
     except DatabaseError as exc:
         # Out, but not marked: the relay finds it pending, the key's mark says it is out, and
         # the relay only marks it.
         logger.warning("event of %s %s not marked as published (database: %s)", topic.name, row.key, exc)
+    return None
 
 
 def wake_relay(client: redis.Redis) -> None:
@@ -214,7 +246,9 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
     """
     topics = {declared.name: declared for declared in declared_topics() if declared.durable}
     pending = OutboxEvent.objects.filter(published_at__isnull=True, topic__in=topics).order_by("id")
-    rows = list(pending.values_list("id", "topic", "key", "version", "payload")[:BATCH_SIZE])
+    rows = list(
+        pending.values_list("id", "topic", "key", "version", "payload", "event_id", "trace_context")[:BATCH_SIZE]
+    )
     if not rows:
         return Batch(0, 0, 0)
     client = client or shared_redis()
@@ -226,12 +260,18 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
     new = 0
     failures: list[tuple[_Row, Exception]] = []
     for node, node_rows in by_node.values():
+        spans: list[tracing.Span] = []
 
-        def add(pipe: redis.client.Pipeline, node_rows: list[_Row] = node_rows) -> None:
+        def add(
+            pipe: redis.client.Pipeline, node_rows: list[_Row] = node_rows, spans: list[tracing.Span] = spans
+        ) -> None:
             first_of_key: set[tuple[str, str]] = set()
-            for _, name, key, version, payload in node_rows:
+            spans.clear()  # on_replicas may build the pipeline again (a new master without the script)
+            for _, name, key, version, payload, event_id, parent in node_rows:
                 follows_a_row_of_this_batch = (name, key) in first_of_key
                 first_of_key.add((name, key))
+                span, traceparent = _start_publish(topics[name], event_id, key, parent)
+                spans.append(span)
                 publish_once(
                     pipe,
                     topic=topics[name],
@@ -240,6 +280,7 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
                     payload=payload,
                     trim=trim,
                     in_order=follows_a_row_of_this_batch,
+                    traceparent=traceparent,
                 )
 
         _, last_topic, last_key, *_ = node_rows[-1]
@@ -247,8 +288,12 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
             results, replicated = on_replicas(node, add, touch=mark(topics[last_topic], last_key))
         except redis.RedisError as exc:
             forget_nodes(client)
+            for span in spans:
+                tracing.end_publish(span, exc)
             failures.extend((row, exc) for row in node_rows)
             continue
+        for span, result in zip(spans, results, strict=True):
+            tracing.end_publish(span, result if isinstance(result, Exception) else None)
         answered = list(zip(node_rows, results, strict=True))
         if replicated is not Replicated.NOT_CONFIRMED:
             marked.extend(row[0] for row, result in answered if result in (PUBLISHED, ALREADY))
@@ -256,14 +301,14 @@ def publish_pending(*, client: redis.Redis | None = None, trim: bool = True) -> 
         failures.extend((row, result) for row, result in answered if isinstance(result, Exception))
     mark_published(marked)
     if failures:
-        (_, name, key, version, _), error = failures[0]
+        (_, name, key, version, *_), error = failures[0]
         raise RowsNotPublished(
             f"{len(failures)} outbox row(s) not published, the first {name} {key} v{version}: {error}"
         ) from error
     return Batch(len(rows), new, len(marked))
 
 
-_Row = tuple[int, str, str, int, str]
+_Row = tuple[int, str, str, int, str, object, str | None]  # id, topic, key, version, payload, eventId, traceparent
 
 
 class Replicated(enum.Enum):
@@ -377,13 +422,15 @@ def publish_once(
     payload: str | bytes,
     trim: bool = True,
     in_order: bool = False,
+    traceparent: str | None = None,
 ) -> int | None:
     """XADD to the stream and PUBLISH on the channel, unless this version of this key already went out.
 
     `in_order`: only if the previous version is the last that went out (else OUT_OF_ORDER,
     nothing done). `trim=False` appends without trimming: the relay in the workers leaves
     trimming to the web processes, so one RIDEHAIL_STREAM_MAXLEN (the web's) decides how
-    long streams are. Returns the script's answer (None on a pipeline, whose results come
+    long streams are. `traceparent`: the producer span's context, in the entry beside the event
+    (tracing.py). Returns the script's answer (None on a pipeline, whose results come
     with execute()).
     """
     return run_script(
@@ -400,5 +447,7 @@ def publish_once(
             "1" if in_order else "",
             MARK_TTL,
             publish_command(),
+            tracing.TRACE_FIELD,
+            traceparent or "",
         ],
     )

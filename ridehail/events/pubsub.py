@@ -24,6 +24,7 @@ from django.db import close_old_connections
 from ridehail.events import metrics
 from ridehail.events.connection import Subscription
 from ridehail.events.runner import OUTAGES, Reader, Runner
+from ridehail.events.tracing import event_id_of, processing
 
 
 class PubSubReader(Reader):
@@ -79,7 +80,12 @@ class PubSubRunner(Runner):
             return
         failed = False
         try:
-            self.handler.handle_batch(events)
+            # No context travels on a channel (the message is the event JSON alone): a trace of its own.
+            messages = [(event_id_of(event), None) for event in events]
+            with processing(
+                topic=self.topic.name, destination=self.topic.channel, group=self.handler.name, messages=messages
+            ):
+                self.handler.handle_batch(events)
         except OUTAGES:
             raise
         except Exception:

@@ -28,14 +28,16 @@ from django.conf import settings
 from django.db import close_old_connections
 from redis.crc import key_slot
 
-from ridehail.events import metrics
+from ridehail.events import metrics, tracing
 from ridehail.events.connection import POLL_SECONDS
 from ridehail.events.handler import Handler
 from ridehail.events.runner import OUTAGES, Reader, Runner
 from ridehail.events.topic import STREAM_FIELD
+from ridehail.events.tracing import event_id_of, processing
 from ridehail.events.wire import InvalidEvent
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+TRACE_FIELD = tracing.TRACE_FIELD.encode()  # the producer's trace context, beside the event (tracing.py)
 
 
 def group_was_lost(exc: redis.ResponseError) -> bool:
@@ -334,12 +336,14 @@ class StreamRunner(Runner):
     def process(self, entries: list[Entry]) -> None:
         """Handle entries, acknowledging each one whose every effect is done."""
         parsed = []
+        messages = []  # (eventId, the producer's trace context) each, for the consumer span
         for entry_id, fields in entries:
             raw = fields.get(STREAM_FIELD.encode())
             try:
                 if raw is None:
                     raise InvalidEvent(f"entry has no {STREAM_FIELD!r} field")
-                parsed.append((entry_id, self.topic.parse(raw)))
+                parsed.append((entry_id, event := self.topic.parse(raw)))
+                messages.append((event_id_of(event), fields.get(TRACE_FIELD)))
             except InvalidEvent as exc:
                 # Retrying cannot make garbage valid: straight to the dead letters.
                 self.logger.warning("entry %s is not a valid event: %s", entry_id.decode(), exc)
@@ -347,7 +351,8 @@ class StreamRunner(Runner):
         if not parsed:
             return
         try:
-            self.handler.handle_batch([event for _, event in parsed])
+            with processing(topic=self.topic.name, destination=self.stream, group=self.group, messages=messages):
+                self.handler.handle_batch([event for _, event in parsed])
         except OUTAGES:
             raise
         except Exception:

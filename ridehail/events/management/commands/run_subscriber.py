@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ridehail.events.handler import Transport
 from ridehail.events.runner import lean_log_records
+from ridehail.events.tracing import configure as configure_tracing
 from ridehail.events.worker import StreamOptions, declared_workers
 
 
@@ -48,6 +49,7 @@ class Command(BaseCommand):
             raise CommandError(f"unknown subscriber {name!r}; choose from: {', '.join(workers)}")
         if options["claim_idle"] <= 0 or options["max_deliveries"] < 1 or options["batch_size"] < 1:
             raise CommandError("--claim-idle must be > 0, --max-deliveries and --batch-size at least 1")
+        configure_tracing(f"ridehail-{name}")
         stop = stop_on_signals()
         lean_log_records()
         stream_options = StreamOptions(
