@@ -8,7 +8,7 @@ from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from ridehail.events.connection import shared_redis
+from ridehail.events.connection import quick_redis, shared_redis
 from ridehail.web import throttling
 from tests.channels import ChannelListener
 from tests.cluster import LocalCluster
@@ -91,14 +91,31 @@ def on_cluster(settings, redis_cluster: LocalCluster) -> Iterator[LocalCluster]:
     shared_redis.cache_clear()
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def redis_deployment(request: pytest.FixtureRequest) -> str:
+    """The test runs twice: on the single test Redis, then on a Redis Cluster (`on_cluster`)."""
+    if request.param == "cluster":
+        request.getfixturevalue("on_cluster")
+    return request.param
+
+
 @pytest.fixture
 def redis_unreachable(settings) -> Iterator[None]:
-    """This process's Redis (the URL and the cache built from it) points where nothing listens (port 1)."""
+    """This process's Redis (the URL and the clients built from it) points where nothing listens (port 1)."""
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": settings.REDIS_URL}}
     shared_redis.cache_clear()
     yield
     shared_redis.cache_clear()
+
+
+@pytest.fixture
+def cluster_unreachable(settings, redis_unreachable) -> Iterator[None]:
+    """`redis_unreachable` on a cluster deployment (REDIS_CLUSTER=1): no node answers; the channel
+    layer's own Redis (the test Redis) still does."""
+    settings.REDIS_CLUSTER = True
+    quick_redis.cache_clear()  # its clients are cached by URL, and this URL was a single Redis's
+    yield
+    quick_redis.cache_clear()
 
 
 @pytest.fixture

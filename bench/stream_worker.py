@@ -28,26 +28,26 @@ DRIVERS = 1000
 
 
 def fill_stream(client: redis.Redis, driver_ids: list[uuid.UUID], events: int) -> None:
-    client.delete("stream:driver-status-changed")
+    client.delete("stream:{driver-status-changed}")
     pipe = client.pipeline(transaction=False)
     for n in range(events):
         driver, version = driver_ids[n % len(driver_ids)], n // len(driver_ids) + 1
-        pipe.xadd("stream:driver-status-changed", {"event": event(str(driver), version)})
+        pipe.xadd("stream:{driver-status-changed}", {"event": event(str(driver), version)})
         if n % 1000 == 999:
             pipe.execute()
     pipe.execute()
 
 
 def raw_loop(client: redis.Redis, events: int) -> float:
-    client.xgroup_create("stream:driver-status-changed", "raw", id="0")
+    client.xgroup_create("stream:{driver-status-changed}", "raw", id="0")
     started, done = time.perf_counter(), 0
     while done < events:
-        response = client.xreadgroup("raw", "raw-1", {"stream:driver-status-changed": ">"}, count=BATCH, block=1000)
+        response = client.xreadgroup("raw", "raw-1", {"stream:{driver-status-changed}": ">"}, count=BATCH, block=1000)
         entries = response[0][1]
-        client.xack("stream:driver-status-changed", "raw", *[entry_id for entry_id, _ in entries])
+        client.xack("stream:{driver-status-changed}", "raw", *[entry_id for entry_id, _ in entries])
         done += len(entries)
     elapsed = time.perf_counter() - started
-    client.xgroup_destroy("stream:driver-status-changed", "raw")
+    client.xgroup_destroy("stream:{driver-status-changed}", "raw")
     return events / elapsed
 
 
@@ -60,11 +60,11 @@ def handwritten_loop(client: redis.Redis, events: int) -> float:
     """
     log = logging.getLogger("handwritten")
     client.delete("bench:pool", "bench:pool:versions")
-    client.xgroup_create("stream:driver-status-changed", "handwritten", id="0")
+    client.xgroup_create("stream:{driver-status-changed}", "handwritten", id="0")
     started, done = time.perf_counter(), 0
     while done < events:
         response = client.xreadgroup(
-            "handwritten", "handwritten-1", {"stream:driver-status-changed": ">"}, count=BATCH, block=1000
+            "handwritten", "handwritten-1", {"stream:{driver-status-changed}": ">"}, count=BATCH, block=1000
         )
         entries = response[0][1]
         pipe = client.pipeline(transaction=False)
@@ -78,11 +78,11 @@ def handwritten_loop(client: redis.Redis, events: int) -> float:
             else:
                 pipe.srem("bench:pool", driver)
                 log.info("driver %s removed from matching pool", driver)
-        pipe.xack("stream:driver-status-changed", "handwritten", *[entry_id for entry_id, _ in entries])
+        pipe.xack("stream:{driver-status-changed}", "handwritten", *[entry_id for entry_id, _ in entries])
         pipe.execute()
         done += len(entries)
     elapsed = time.perf_counter() - started
-    client.xgroup_destroy("stream:driver-status-changed", "handwritten")
+    client.xgroup_destroy("stream:{driver-status-changed}", "handwritten")
     return events / elapsed
 
 
@@ -100,7 +100,7 @@ def project_loop(client: redis.Redis, events: int) -> float:
     while done < events:
         done += runner.read_new()
     elapsed = time.perf_counter() - started
-    client.xgroup_destroy("stream:driver-status-changed", "rides")
+    client.xgroup_destroy("stream:{driver-status-changed}", "rides")
     return events / elapsed
 
 

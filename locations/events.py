@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
+from django.conf import settings
+
 from ridehail.events import wire
 from ridehail.events.topic import Topic
 
@@ -48,4 +50,11 @@ class DriverLocationUpdated:
         return cls(*cls.FIELDS.values(data))  # FIELDS lists the wire fields in this class's order
 
 
-DRIVER_LOCATION = Topic("driver-location-updated", DriverLocationUpdated, durable=False)
+def position_partitions() -> int:
+    """RIDEHAIL_POSITION_PARTITIONS, read at each use (tests change it)."""
+    return int(settings.RIDEHAIL_POSITION_PARTITIONS)
+
+
+# Partitioned by driver: a driver's positions go out on its partition's channel, and its
+# partition's keys (locations/positions.py) hold its position.
+DRIVER_LOCATION = Topic("driver-location-updated", DriverLocationUpdated, durable=False, partitions=position_partitions)

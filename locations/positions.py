@@ -1,30 +1,39 @@
 """Where every tracked driver is: a Redis geo index, kept by the locations worker.
 
-`locations:positions` is the geo index (GEOADD / GEOSEARCH) used to find candidates near a
-point; `locations:positions:data` keeps each driver's exact latitude, longitude and
-timestamp (the geo index rounds coordinates to ~0.6 m and has no room for a time).
+The positions are split into RIDEHAIL_POSITION_PARTITIONS partitions by driver, like the
+topic `driver-location-updated` (a driver's partition is `DRIVER_LOCATION.partition_of`), so
+that on a Redis Cluster no shard carries all of them. Partition `c` (named by its channel)
+has `locations:positions:{c}`, the geo index (GEOADD / GEOSEARCH) used to find candidates
+near a point, `locations:positions:{c}:data`, each driver's exact latitude, longitude and
+timestamp (the geo index rounds coordinates to ~0.6 m and has no room for a time), and its
+part of the tracked drivers, `locations:tracked-drivers:{c}`: one hash tag, so each script
+below runs on one partition, in one slot. With one partition, `c` is
+`driver-location-updated`.
+
 A position is applied only for a tracked (online) driver and only if it is newer than the
-one held, in one Lua script per batch, so a late or duplicated message never moves a
-driver back. Positions are live: nothing here is rebuilt from the database; a rebuild only
-drops what must not be offered (drivers no longer tracked, positions too old).
+one held, in one Lua script per partition and batch, so a late or duplicated message never
+moves a driver back. Positions are live: nothing here is rebuilt from the database; a
+rebuild only drops what must not be offered (drivers no longer tracked, positions too old).
+The nearest drivers overall are the nearest of the partitions' nearest, so a search asks
+every partition (in one round trip) and merges.
 """
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.commands.core import Script
 
-from users.driver_set import VersionedDriverSet
+from locations.events import DRIVER_LOCATION
+from ridehail.events.connection import run_script
+from users.driver_set import SetPart, VersionedDriverSet
 
-# The drivers the locations worker tracks (online, per driver-status-changed).
-TRACKED_DRIVERS = VersionedDriverSet("locations:tracked-drivers")
-GEO_INDEX = "locations:positions"
-GEO_DATA = "locations:positions:data"
+# The drivers the locations worker tracks (online, per driver-status-changed), split like the positions.
+TRACKED_DRIVERS = VersionedDriverSet("locations:tracked-drivers", DRIVER_LOCATION)
 # Redis's geo index covers latitudes within ±85.05112878 (Web Mercator); a position nearer
 # a pole is accepted and published, but cannot be indexed.
 GEO_MAX_LATITUDE = 85.05112878
@@ -129,6 +138,26 @@ end
 
 
 @dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition's keys, all in the slot of its channel's hash tag."""
+
+    tracked: SetPart  # its part of TRACKED_DRIVERS
+    geo_index: str
+    geo_data: str
+
+
+def partitions() -> list[Partition]:
+    return [
+        Partition(tracked, f"locations:positions:{{{channel}}}", f"locations:positions:{{{channel}}}:data")
+        for tracked, channel in zip(TRACKED_DRIVERS.parts(), DRIVER_LOCATION.channels, strict=True)
+    ]
+
+
+def partition_of(driver_id: uuid.UUID) -> Partition:
+    return partitions()[DRIVER_LOCATION.partition_of(str(driver_id))]
+
+
+@dataclass(frozen=True, slots=True)
 class Position:
     driver_id: uuid.UUID
     lat: float
@@ -150,23 +179,34 @@ class Applied:
 
 
 def apply_positions(client: redis.Redis, positions: Iterable[Position]) -> Applied:
-    args: list[str] = []
-    for position in positions:
-        args += [str(position.driver_id), repr(position.lat), repr(position.lng), str(_ms(position.timestamp))]
-    if not args:
-        return Applied(0, 0, 0, 0)
-    return Applied(*_APPLY(keys=[TRACKED_DRIVERS.key, GEO_INDEX, GEO_DATA], args=args, client=client))
+    """Apply a batch: one script per partition it touches, all in one round trip."""
+    by_partition = _by_partition(positions, key=lambda position: position.driver_id)
+    calls = []
+    for partition, held in by_partition.items():
+        args: list[str] = []
+        for position in held:
+            args += [str(position.driver_id), repr(position.lat), repr(position.lng), str(_ms(position.timestamp))]
+        calls.append(([partition.tracked.key, partition.geo_index, partition.geo_data], args))
+    counts = _each(client, _APPLY, calls)
+    return Applied(*(sum(int(count[n]) for count in counts) for n in range(4)))
 
 
 def drop_positions(client: redis.Redis, driver_ids: Iterable[uuid.UUID]) -> None:
-    drivers = [str(driver_id) for driver_id in driver_ids]
-    if drivers:
-        _DROP(keys=[GEO_INDEX, GEO_DATA], args=drivers, client=client)
+    calls = [
+        ([partition.geo_index, partition.geo_data], [str(driver_id) for driver_id in drivers])
+        for partition, drivers in _by_partition(driver_ids, key=lambda driver_id: driver_id).items()
+    ]
+    _each(client, _DROP, calls)
 
 
 def prune_positions(client: redis.Redis, *, max_age: float) -> int:
-    """Drop positions of drivers no longer tracked and positions older than `max_age`; returns how many."""
-    return int(_PRUNE(keys=[TRACKED_DRIVERS.key, GEO_INDEX, GEO_DATA], args=[int(max_age * 1000)], client=client))
+    """Drop positions of drivers no longer tracked and positions older than `max_age`, in every
+    partition; returns how many."""
+    calls = [
+        ([partition.tracked.key, partition.geo_index, partition.geo_data], [int(max_age * 1000)])
+        for partition in partitions()
+    ]
+    return sum(int(removed) for removed in _each(client, _PRUNE, calls))
 
 
 def fresh_positions_near(
@@ -177,26 +217,65 @@ def fresh_positions_near(
     radius_km: float,
     limit: int,
     max_age: float,
-    among: str | None = None,
+    among: VersionedDriverSet | None = None,
 ) -> list[Position]:
-    """Up to `limit` positions at most `max_age` seconds old within `radius_km`, nearest first, in one call.
+    """Up to `limit` positions at most `max_age` seconds old within `radius_km` of each partition,
+    nearest first within a partition, in one round trip.
 
-    `among`: the key of a Redis set the drivers must belong to (the matcher passes its pool).
+    The nearest `limit` overall are among them (each is among its own partition's nearest
+    `limit`): the caller sorts and cuts. `among`: a set split like the positions (the
+    matcher's pool) the drivers must belong to; each partition's script reads its part.
     """
-    found = _SEARCH(
-        keys=[GEO_INDEX, GEO_DATA, *([among] if among else [])],
-        args=[repr(lng), repr(lat), repr(radius_km), limit, int(max_age * 1000)],
-        client=client,
-    )
-    pairs = iter(found)
-    return [Position.from_held(driver, held) for driver, held in zip(pairs, pairs, strict=True)]
+    if among is not None and among.partitioned_like is not DRIVER_LOCATION:
+        raise ValueError(f"{among.name} is not split like the positions: a search cannot read it per partition")
+    pool_parts: Sequence[SetPart | None] = among.parts() if among else [None] * len(DRIVER_LOCATION.channels)
+    args = [repr(lng), repr(lat), repr(radius_km), limit, int(max_age * 1000)]
+    calls = [
+        ([partition.geo_index, partition.geo_data, *([pool.key] if pool else [])], args)
+        for partition, pool in zip(partitions(), pool_parts, strict=True)
+    ]
+    found = []
+    for pairs in (iter(answer) for answer in _each(client, _SEARCH, calls)):
+        found += [Position.from_held(driver, held) for driver, held in zip(pairs, pairs, strict=True)]
+    return found
 
 
 def held_positions(client: redis.Redis) -> dict[str, Position]:
     """Every position in the index, by driver id (for the dashboard's snapshot and for tests)."""
+    pipe = client.pipeline(transaction=False)
+    for partition in partitions():
+        pipe.hgetall(partition.geo_data)
     # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
-    held_by_driver = cast(dict[bytes, bytes], client.hgetall(GEO_DATA))
+    held_by_driver = {
+        driver: held for answer in pipe.execute() for driver, held in cast(dict[bytes, bytes], answer).items()
+    }
     return {driver.decode(): Position.from_held(driver, held) for driver, held in held_by_driver.items()}
+
+
+T = TypeVar("T")
+
+
+def _by_partition(items: Iterable[T], *, key: Callable[[T], uuid.UUID]) -> dict[Partition, list[T]]:
+    every = partitions()
+    grouped: dict[Partition, list[T]] = {}
+    for item in items:
+        grouped.setdefault(every[DRIVER_LOCATION.partition_of(str(key(item)))], []).append(item)
+    return grouped
+
+
+def _each(client: redis.Redis, script: Script, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    """Run `script` once per (keys, args), each call on one partition (one slot), in one round
+    trip; their answers in order.
+
+    Several calls go in a pipeline (`run_script` sends EVAL in a cluster's, which sends each
+    node its commands at once: N partitions on N masters still cost about one round trip).
+    """
+    if len(calls) <= 1:
+        return [run_script(client, script, keys=keys, args=args) for keys, args in calls]
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        run_script(pipe, script, keys=keys, args=args)
+    return pipe.execute()
 
 
 def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:

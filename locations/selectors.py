@@ -17,6 +17,7 @@ from locations.positions import (
     held_positions,
 )
 from ridehail.events import wire
+from users.driver_set import VersionedDriverSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +36,20 @@ class NearbyDriver:
 
 
 def nearby_drivers(
-    client: redis.Redis, *, lat: float, lng: float, radius_km: float, limit: int, among: str | None = None
+    client: redis.Redis,
+    *,
+    lat: float,
+    lng: float,
+    radius_km: float,
+    limit: int,
+    among: VersionedDriverSet | None = None,
 ) -> list[NearbyDriver]:
-    """Tracked drivers with a fresh position within `radius_km` of the point, nearest first (one Redis call).
+    """Tracked drivers with a fresh position within `radius_km` of the point, nearest first (one round trip).
 
-    The index finds candidates; distances are great-circle distances from the exact positions,
-    so the order and the radius are exact too. `among`: only drivers in this Redis set.
+    The index finds candidates, the nearest `limit` of each partition; distances are
+    great-circle distances from the exact positions, so the order, the radius and the
+    nearest `limit` of all partitions together are exact too. `among`: only drivers in this
+    set (split like the positions: the matcher's pool).
     """
     # The index covers latitudes within ±85.05°: search from the nearest point it covers, far
     # enough to include everything within `radius_km` of the real point.

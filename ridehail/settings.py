@@ -249,15 +249,9 @@ if not RIDEHAIL_CHANNEL_LAYER_URL.startswith(("redis://", "rediss://", "unix://"
 # on a cluster, so that no shard carries every position.
 RIDEHAIL_POSITION_PARTITIONS = env_int("RIDEHAIL_POSITION_PARTITIONS", 1, minimum=1)
 
-# Shared by every process: Redis, with short timeouts.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "ridehail-cache",
-        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-    },
-}
+# No CACHES: nothing uses Django's cache framework (sessions live in the database; throttles,
+# socket leases and metrics talk to Redis through ridehail/events/connection.py). Django's default
+# is a per-process memory cache; a RedisCache on REDIS_URL could not talk to a Redis Cluster.
 
 # Request rates per scope ("N/second|minute|hour|day"); over the limit: 429 with Retry-After.
 # Counted in Redis (ridehail/web/throttling.py); while Redis is unreachable each web process counts

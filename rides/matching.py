@@ -61,7 +61,7 @@ def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -
             lng=pickup.lng,
             radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
             limit=ask,
-            among=MATCHING_POOL.key,
+            among=MATCHING_POOL,
         )
         ids = [entry.position.driver_id for entry in near]
         # A wider ask repeats the nearer drivers: the database is asked only about the new ones.

@@ -69,7 +69,7 @@ WARMUP, COOLDOWN, GAP = 15.0, 10.0, (10.0, 20.0)
 GRACE = 8.0
 RESYNC_SECONDS = 20.0
 MATCH_TIMEOUT = 30.0
-DURABLE_STREAMS = ["stream:driver-status-changed", "stream:ride-status-changed"]
+DURABLE_STREAMS = ["stream:{driver-status-changed}", "stream:{ride-status-changed}"]
 CHANNELS = ["driver-status-changed", "ride-status-changed", "driver-location-updated"]
 # Dropped and created afresh by every run: CHAOS_DATABASE names another so that runs side by side
 # (several checkouts on one PostgreSQL) do not drop each other's.
@@ -561,7 +561,7 @@ def check_rides(report: Report, archive: Archive, database: psycopg.Connection, 
     )
     drivers_of: dict[str, set[str]] = defaultdict(set)
     intervals: dict[str, dict[str, list]] = defaultdict(dict)
-    for _, fields in archive.entries["stream:ride-status-changed"]:
+    for _, fields in archive.entries["stream:{ride-status-changed}"]:
         try:
             event = json.loads(fields[b"event"])
             ride, status, driver, moment = event["rideId"], event["status"], event["driverId"], event["timestamp"]
@@ -599,15 +599,25 @@ def _instant(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def _members(client: redis.Redis, pattern: str, kind: str) -> set[str]:
+    """The members of every partition's part (the keys of that pattern and type) together."""
+    members: set[str] = set()
+    for key in client.scan_iter(match=pattern, _type=kind):
+        # Replies are bytes (the client does not decode); redis-py types them bytes | str.
+        found = client.smembers(key) if kind == "set" else client.zrange(key, 0, -1)
+        members |= {member.decode() for member in cast(set[bytes], found)}
+    return members
+
+
 def worker_state_matches(city: City, database: psycopg.Connection) -> dict[str, tuple[bool, str]]:
     online = {
         str(row[0]) for row in database.execute("SELECT id FROM users_user WHERE role = 'driver' AND is_available")
     }
     client = city.direct
     # Replies are bytes (the client does not decode); redis-py types them bytes | str.
-    pool = {member.decode() for member in cast(set[bytes], client.smembers("rides:matching-pool"))}
-    tracked = {member.decode() for member in cast(set[bytes], client.smembers("locations:tracked-drivers"))}
-    positioned = {member.decode() for member in cast(list[bytes], client.zrange("locations:positions", 0, -1))}
+    pool = _members(client, "rides:matching-pool:{*}", "set")
+    tracked = _members(client, "locations:tracked-drivers:{*}", "set")
+    positioned = _members(client, "locations:positions:{*}", "zset")
     pending = {}
     for stream in DURABLE_STREAMS:
         try:

@@ -107,6 +107,13 @@ class LocalCluster:
         node.process.kill()
         node.process.wait(timeout=5)
 
+    def restart(self, node: LocalRedis, *, timeout: float = 30.0) -> None:
+        """Start a killed node again and wait until the cluster is whole: it rejoins, from its
+        nodes.conf, as a replica of the master that took over its slots. A test that kills a node
+        ends with this, so the session's next cluster test finds every master with a replica."""
+        node.start()
+        wait_until(self.healthy, timeout=timeout, what=f"port {node.port} to rejoin the cluster")
+
     def wait_for_failover(self, dead: LocalRedis, *, timeout: float = 30.0) -> None:
         """Until another node serves every slot the dead one did (a replica was promoted)."""
 

@@ -6,22 +6,30 @@ hooks: log lines, positions dropped...), and only then is its version written, i
 script that writes only if it is still newer: a hook that fails leaves the event undone,
 to be retried whole; two workers, a redelivered entry or a rebuild racing a live event
 can never leave an older state behind a newer one.
+
+A set is split like the driver positions (RIDEHAIL_POSITION_PARTITIONS): a driver's entry
+(member and version) lives in its partition's part, in that partition's slot, so the
+position scripts read it with the positions it guards.
 """
 
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import ClassVar, cast
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar, cast
 
 import redis
 from redis.commands.core import Script
 
 from ridehail.events.handler import Handler
+from ridehail.events.topic import Topic
 from users.events import DRIVER_STATUS, DriverStatusChanged
 from users.selectors import DriverState, driver_states, existing_driver_ids
 
-# Shared by the scripts below. KEYS[1]: the members set, KEYS[2]: the versions hash.
+T = TypeVar("T")
+
+# Shared by the scripts below; each runs on one part of a set (SetPart, one slot).
+# KEYS[1]: the part's members set, KEYS[2]: its versions hash.
 _SET_STATE = b"""
 local function set_state(driver, available, version)
   redis.call('HSET', KEYS[2], driver, version)
@@ -112,8 +120,8 @@ return replaced
 
 
 @dataclass(frozen=True)
-class VersionedDriverSet:
-    """Drivers in the set are those whose latest known event said `available: true`."""
+class SetPart:
+    """One partition's share of a set: its members and their versions, in one slot (`{<channel>}`)."""
 
     key: str
 
@@ -121,38 +129,96 @@ class VersionedDriverSet:
     def versions_key(self) -> str:
         return f"{self.key}:versions"
 
+
+@dataclass(frozen=True)
+class VersionedDriverSet:
+    """Drivers in the set are those whose latest known event said `available: true`.
+
+    Split like the partitions of `partitioned_like` (the position topic): a driver's entry
+    lives in the part of its partition, `<name>:{<the partition's channel>}`, so one script
+    can read it together with that partition's positions (one slot on a cluster). Each
+    script below runs on one part; a call that spans drivers of several parts runs once per
+    part. With one partition there is one part.
+    """
+
+    name: str
+    partitioned_like: Topic = field(repr=False)
+
+    def parts(self) -> list[SetPart]:
+        return [SetPart(f"{self.name}:{{{channel}}}") for channel in self.partitioned_like.channels]
+
+    def part_of(self, driver_id: uuid.UUID) -> SetPart:
+        return self.parts()[self.partitioned_like.partition_of(str(driver_id))]
+
     def versions(self, client: redis.Redis, driver_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """The versions held for these drivers (0 for none), in one round trip."""
-        ids = list(driver_ids)
-        held = client.hmget(self.versions_key, [str(driver_id) for driver_id in ids]) if ids else []
-        return {driver_id: int(value or 0) for driver_id, value in zip(ids, held, strict=True)}
+        """The versions held for these drivers (0 for none), in one round trip (a pipeline: one HMGET per part)."""
+        by_part = self._by_part(list(driver_ids), key=lambda driver_id: driver_id)
+        if not by_part:
+            return {}
+        pipe = client.pipeline(transaction=False)
+        for part, ids in by_part.items():
+            pipe.hmget(part.versions_key, [str(driver_id) for driver_id in ids])
+        held: dict[uuid.UUID, int] = {}
+        for ids, values in zip(by_part.values(), pipe.execute(), strict=True):
+            held.update({driver_id: int(value or 0) for driver_id, value in zip(ids, values, strict=True)})
+        return held
 
     def apply_many(self, client: redis.Redis, states: list[DriverState]) -> list[int | None]:
-        """Apply changes in order, in one script call; per change, None if applied, else the newer version held."""
-        if not states:
-            return []
-        results = _APPLY(keys=[self.key, self.versions_key], args=_flatten(states), client=client)
-        return [None if result == -1 else int(result) for result in results]
+        """Apply changes in order, one script call per part; per change, None if applied, else the newer
+        version held."""
+        results: dict[int, int | None] = {}
+        for part, indexed in self._by_part(list(enumerate(states)), key=lambda pair: pair[1].driver_id).items():
+            answers = _APPLY(
+                keys=[part.key, part.versions_key], args=_flatten(state for _, state in indexed), client=client
+            )
+            for (i, _), answer in zip(indexed, answers, strict=True):
+                results[i] = None if answer == -1 else int(answer)
+        return [results[i] for i in range(len(states))]
 
     def merge(self, client: redis.Redis, states: Iterable[DriverState]) -> tuple[int, dict[uuid.UUID, int]]:
-        """Bring the set in line with the database; returns (drivers in the set, drivers Redis holds ahead)."""
-        size, *ahead = _MERGE(keys=[self.key, self.versions_key], args=_flatten(states), client=client)
-        pairs = iter(ahead)
-        return int(size), {uuid.UUID(driver.decode()): int(held) for driver, held in zip(pairs, pairs, strict=True)}
+        """Bring the set in line with the database; returns (drivers in the set, drivers Redis holds ahead).
+
+        Every part is merged, even one no driver of the database falls in: it must be emptied.
+        """
+        by_part = self._by_part(list(states), key=lambda state: state.driver_id)
+        size, ahead = 0, {}
+        for part in self.parts():
+            in_part, *held = _MERGE(
+                keys=[part.key, part.versions_key], args=_flatten(by_part.get(part, [])), client=client
+            )
+            size += int(in_part)
+            pairs = iter(held)
+            ahead.update({uuid.UUID(d.decode()): int(version) for d, version in zip(pairs, pairs, strict=True)})
+        return size, ahead
 
     def replace_forged(self, client: redis.Redis, fresh: list[DriverState], held: dict[uuid.UUID, int]) -> int:
-        args: list[str | int] = []
-        for state in fresh:
-            args += [*_flatten([state]), held[state.driver_id]]
-        return int(_REPLACE_FORGED(keys=[self.key, self.versions_key], args=args, client=client)) if args else 0
+        replaced = 0
+        for part, states in self._by_part(fresh, key=lambda state: state.driver_id).items():
+            args: list[str | int] = []
+            for state in states:
+                args += [*_flatten([state]), held[state.driver_id]]
+            replaced += int(_REPLACE_FORGED(keys=[part.key, part.versions_key], args=args, client=client))
+        return replaced
 
     def members(self, client: redis.Redis) -> list[str]:
+        """Every driver in the set, sorted (one round trip: a pipeline of one SMEMBERS per part)."""
+        pipe = client.pipeline(transaction=False)
+        for part in self.parts():
+            pipe.smembers(part.key)
         # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
-        members = cast(set[bytes], client.smembers(self.key))
-        return sorted(member.decode() for member in members)
+        return sorted(member.decode() for members in pipe.execute() for member in cast(set[bytes], members))
 
     def clear(self, client: redis.Redis) -> None:
-        client.delete(self.key, self.versions_key)
+        for part in self.parts():
+            client.delete(part.key, part.versions_key)
+
+    def _by_part(self, items: list[T], *, key: Callable[[T], uuid.UUID]) -> dict[SetPart, list[T]]:
+        """The items grouped by the part of their driver, each group in the items' order."""
+        parts = self.parts()
+        grouped: dict[SetPart, list[T]] = {}
+        for item in items:
+            grouped.setdefault(parts[self.partitioned_like.partition_of(str(key(item)))], []).append(item)
+        return grouped
 
 
 def _flatten(states: Iterable[DriverState]) -> list[str | int]:
@@ -273,7 +339,7 @@ class DriverSetHandler(Handler[DriverStatusChanged]):
                 in_set = len(self.driver_set.members(self.redis))
         self.known_drivers.reset(state.driver_id for state in states)
         self.after_rebuild()
-        self.logger.info("rebuilt from the database: %d of %d drivers in %s", in_set, len(states), self.driver_set.key)
+        self.logger.info("rebuilt from the database: %d of %d drivers in %s", in_set, len(states), self.driver_set.name)
         return in_set
 
     def after_rebuild(self) -> None:

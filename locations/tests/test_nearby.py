@@ -11,7 +11,7 @@ import pytest
 
 from conftest import client_for, make_drivers
 from locations.events import DRIVER_LOCATION, DriverLocationUpdated
-from locations.positions import GEO_DATA, TRACKED_DRIVERS, held_positions
+from locations.positions import TRACKED_DRIVERS, held_positions, partitions
 from tests.processes import wait_until
 from users.services import set_driver_availability
 
@@ -169,7 +169,8 @@ def test_positions_of_drivers_not_tracked_and_garbage_are_ignored(locations_work
 
 def test_ten_thousand_positions_of_a_thousand_drivers_leave_exactly_the_latest_of_each(locations_worker, redis_client):
     drivers = make_drivers(1000)
-    redis_client.sadd(TRACKED_DRIVERS.key, *[str(driver.id) for driver in drivers])  # as if all were online
+    for driver in drivers:  # as if all were online
+        redis_client.sadd(TRACKED_DRIVERS.part_of(driver.id).key, str(driver.id))
     start = datetime.now(UTC) - timedelta(seconds=30)
     latest = {}
     pipe = redis_client.pipeline(transaction=False)
@@ -190,8 +191,8 @@ def test_ten_thousand_positions_of_a_thousand_drivers_leave_exactly_the_latest_o
         return {driver: (p.lat, p.lng) for driver, p in held.items()} == latest
 
     wait_until(held_the_latest, timeout=30, what="the latest position of every driver")
-    assert redis_client.zcard("locations:positions") == 1000
-    assert redis_client.hlen(GEO_DATA) == 1000
+    assert sum(redis_client.zcard(partition.geo_index) for partition in partitions()) == 1000
+    assert sum(redis_client.hlen(partition.geo_data) for partition in partitions()) == 1000
 
 
 def test_after_a_worker_or_redis_restart_the_index_fills_again_from_what_arrives(own_redis, start_worker, rider):

@@ -32,7 +32,7 @@ def position(driver_id, lat, lng, seconds_ago: float = 0.0) -> DriverLocationUpd
 
 
 def test_a_late_position_never_moves_a_driver_back(redis_client, driver):
-    redis_client.sadd(TRACKED_DRIVERS.key, str(driver.id))
+    redis_client.sadd(TRACKED_DRIVERS.part_of(driver.id).key, str(driver.id))
     handler = PositionsHandler(redis_client)
 
     assert handler.handle_batch([position(driver.id, 52.0, 13.0, seconds_ago=1)]) == 1
@@ -44,7 +44,7 @@ def test_a_late_position_never_moves_a_driver_back(redis_client, driver):
 
 
 def test_a_position_near_a_pole_is_counted_but_cannot_be_indexed(redis_client, driver):
-    redis_client.sadd(TRACKED_DRIVERS.key, str(driver.id))
+    redis_client.sadd(TRACKED_DRIVERS.part_of(driver.id).key, str(driver.id))
     handler = PositionsHandler(redis_client)
 
     assert handler.handle_batch([position(driver.id, 89.9, 0.0)]) == 0
@@ -55,7 +55,7 @@ def test_a_position_near_a_pole_is_counted_but_cannot_be_indexed(redis_client, d
 
 def test_a_rebuild_drops_positions_of_drivers_no_longer_tracked(redis_client, driver, other_driver):
     for who in (driver, other_driver):
-        redis_client.sadd(TRACKED_DRIVERS.key, str(who.id))
+        redis_client.sadd(TRACKED_DRIVERS.part_of(who.id).key, str(who.id))
     PositionsHandler(redis_client).handle_batch([position(driver.id, 1.0, 1.0), position(other_driver.id, 2.0, 2.0)])
     set_driver_availability(driver_id=driver.id, available=True)  # the database: only `driver` is online
 

@@ -50,8 +50,15 @@ from users.selectors import driver_versions
 
 logger = logging.getLogger(__name__)
 
-# The topics a dashboard shows, by channel.
-TOPICS: dict[str, Topic] = {topic.channel: topic for topic in (DRIVER_STATUS, RIDE_STATUS, DRIVER_LOCATION)}
+# The topics a dashboard shows, by name.
+TOPICS: dict[str, Topic] = {topic.name: topic for topic in (DRIVER_STATUS, RIDE_STATUS, DRIVER_LOCATION)}
+
+
+def topics_by_channel() -> dict[str, Topic]:
+    """Every channel the dashboard listens on, with its topic: each partition's, for positions."""
+    return {channel: topic for topic in TOPICS.values() for channel in topic.channels}
+
+
 POSITIONS_KEY = "positions"  # the key of a positions frame: not versioned, never dropped by a socket
 
 
@@ -86,6 +93,7 @@ class Fanout:
         self.listeners: set[Listener] = set()
         self.subscribed = asyncio.Event()
         self.known_drivers = KnownDrivers()
+        self.by_channel = topics_by_channel()
         self.incoming: deque[Delivery] = deque()
         self.moved: dict[uuid.UUID, DriverLocationUpdated] = {}  # positions since the last frame
         self.latest_health: Delivery | None = None
@@ -150,7 +158,7 @@ class Fanout:
         events = []
         for channel, raw in batch:
             try:
-                events.append(TOPICS[channel].parse(raw))
+                events.append(self.by_channel[channel].parse(raw))
             except wire.InvalidEvent as exc:
                 logger.warning("dashboard: ignored message on %s: %s: %r", channel, exc, raw[:200])
             except Exception:  # whatever one message does, the others still go out
@@ -233,10 +241,11 @@ class Fanout:
         while not self.loop.is_closed():
             try:
                 client = worker_redis()
-                with Subscription(client, TOPICS) as subscription:
+                self.by_channel = topics_by_channel()
+                with Subscription(client, self.by_channel) as subscription:
                     self._on_loop(self.subscribed.set)
                     backoff.reset()
-                    logger.info("dashboard: listening on %s", ", ".join(TOPICS))
+                    logger.info("dashboard: listening on %s", ", ".join(self.by_channel))
                     self._relay(subscription, client)
             except LoopClosed:
                 raise

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
 
 from ridehail.dashboard.per_loop import per_event_loop
 from ridehail.events.connection import shared_redis
@@ -37,8 +38,12 @@ CLOSE_TOO_MANY = 4429  # this session already has RIDEHAIL_DASHBOARD_SOCKETS_PER
 LEASE_SECONDS = 30.0
 KEY_PREFIX = "ridehail:dashboard-sockets"
 
+# Scripts without a client of their own: every call passes `client=`. A Script reloads itself
+# where a server answers NOSCRIPT (a cluster's new master after a failover has none loaded).
 # KEYS[1]: the session's leases; ARGV: lease (ms), limit, socket id. 1 if the socket may open.
-_TAKE = """
+_TAKE = Script(
+    None,  # type: ignore[arg-type]
+    b"""
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
@@ -48,12 +53,15 @@ end
 redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[1]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
-"""
+""",
+)
 
 # KEYS[1]: the session's leases; ARGV: lease (ms), then the socket ids this process still holds.
 # XX: a lease that is gone (Redis restarted empty) is not brought back; those sockets are closed
 # to resync then anyway, and count again when they reconnect.
-_RENEW = """
+_RENEW = Script(
+    None,  # type: ignore[arg-type]
+    b"""
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 for i = 2, #ARGV do
@@ -61,7 +69,8 @@ for i = 2, #ARGV do
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
-"""
+""",
+)
 
 
 class Socket(Protocol):
@@ -111,7 +120,10 @@ class SessionSockets:
 
     async def _take(self, key: str, lease: str, limit: int) -> bool:
         try:
-            return bool(await asyncio.to_thread(shared_redis().eval, _TAKE, 1, key, self.lease_ms, limit, lease))
+            taken = await asyncio.to_thread(
+                _TAKE, keys=[key], args=[self.lease_ms, limit, lease], client=shared_redis()
+            )
+            return bool(taken)
         except redis.RedisError as exc:
             logger.warning("dashboard: sockets per session counted in this process only: %s", exc)
             return True  # _held_for already said this process is under the limit
@@ -125,13 +137,14 @@ class SessionSockets:
                 logger.exception("dashboard: renewing socket leases failed; trying again")
 
     def renew(self) -> None:
+        """One call per session holding sockets here (a few), not a pipeline: sessions' keys live on
+        different shards of a cluster, and redis-py's cluster pipeline refuses scripts."""
         by_session: dict[str, list[str]] = {}
         for key, lease in list(self.held.values()):
             by_session.setdefault(key, []).append(lease)
-        pipe = shared_redis().pipeline(transaction=False)
+        client = shared_redis()
         for key, leases in by_session.items():
-            pipe.eval(_RENEW, 1, key, self.lease_ms, *leases)
-        pipe.execute()
+            _RENEW(keys=[key], args=[self.lease_ms, *leases], client=client)
 
     def stop(self) -> None:
         """Stop renewing (tests: what a killed process does)."""

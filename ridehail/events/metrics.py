@@ -4,24 +4,32 @@ The web server runs several processes and every worker is a process of its own; 
 kept in one process's memory would be scraped from whichever web process answered, and a
 worker's would not be scraped at all. So each count is a field of a Redis hash:
 
-    ridehail:metrics:published   <topic>                 events that went out (new to Redis)
+    ridehail:metrics:published:{<topic>}                 events of the topic that went out (new to Redis)
     ridehail:metrics:handled     <worker> <topic>         events a worker's handler finished
     ridehail:metrics:failed      <worker> <topic>         events whose handling raised
 
-Each costs no round trip of its own: publishing counts inside the script that publishes
+The published count is one counter per topic, not a hash field: the script that publishes
+increments it, and a script's keys must share the topic's hash slot on a Redis Cluster (the
+braces: see topic.py). Each costs no round trip of its own: publishing counts inside the script that publishes
 (`publisher.py`), and a worker counts a whole read batch in the
 pipeline that acknowledges it (streams) or in one HINCRBY per batch (Pub/Sub). A FLUSHALL resets
 them, which Prometheus reads as a counter reset, as it does a restart.
 """
 
+from collections.abc import Iterable
 from typing import cast
 
 import redis
 
-PUBLISHED = "ridehail:metrics:published"
+PUBLISHED_PREFIX = "ridehail:metrics:published:"
 HANDLED = "ridehail:metrics:handled"
 FAILED = "ridehail:metrics:failed"
 SEPARATOR = " "  # worker and topic names have none (they are identifiers and channel names)
+
+
+def published_counter(topic: str) -> str:
+    """The counter of `topic`'s events that went out, in the topic's hash slot."""
+    return f"{PUBLISHED_PREFIX}{{{topic}}}"
 
 
 def handled_field(worker: str, topic: str) -> str:
@@ -36,11 +44,15 @@ def count_handled(
         client.hincrby(FAILED if failed else HANDLED, handled_field(worker, topic), count)
 
 
-def read_published(client: redis.Redis) -> dict[str, int]:
-    """Events published so far, per topic."""
+def read_published(client: redis.Redis, topics: Iterable[str]) -> dict[str, int]:
+    """Events published so far, per topic (those never published are left out), in one round trip."""
+    names = list(topics)
+    pipe = client.pipeline(transaction=False)  # a counter per slot: one GET each, not an MGET
+    for name in names:
+        pipe.get(published_counter(name))
     # Replies are bytes (connection.py's clients do not decode); redis-py types them bytes | str.
-    published = cast(dict[bytes, bytes], client.hgetall(PUBLISHED))
-    return {name.decode(): int(value) for name, value in published.items()}
+    counts = cast(list[bytes | None], pipe.execute())
+    return {name: int(value) for name, value in zip(names, counts, strict=True) if value is not None}
 
 
 def read_handled(client: redis.Redis, *, failed: bool = False) -> dict[tuple[str, str], int]:

@@ -2,7 +2,8 @@
 
 The protocol, in one paragraph: a durable event is written to the outbox table in the
 transaction that makes the change. After the commit, the request thread runs the publish
-script once. The script appends the event to its stream and PUBLISHes it on its channel only
+script once. The script appends the event to its stream and PUBLISHes it on its channel (SPUBLISH
+on its shard channel on a Redis Cluster: see `connection.publish`) only
 if the key's mark in Redis (the last version of the key that went out, kept by the same
 script) is the version just before it; the thread then marks its own row published. If the
 script answers that an older version of the key is not out yet, the thread leaves its row
@@ -17,7 +18,7 @@ per-key version order; only if Redis loses data (FLUSHALL, a restart without per
 failover) can a row that went out but was not marked yet go out again, with the same
 `eventId` and version, which every consumer ignores as not newer than what it holds.
 
-The mark is one small key per topic and key (`<stream>:mark:<key>`), not one per event:
+The mark is one small key per topic and key (`stream:{T}:mark:<key>`), not one per event:
 because a key's versions go out in order, "version N went out" is "the mark is at least N".
 It is forgotten a week after the key's last event (MARK_TTL), so keys that are done (a
 completed ride) do not pile up in Redis. Order never depends on it: a mark that expired or
@@ -38,7 +39,7 @@ from django.utils import timezone
 from redis.commands.core import Script
 
 from ridehail.events import metrics
-from ridehail.events.connection import shared_redis
+from ridehail.events.connection import AnyPipeline, publish, publish_command, run_script, shared_redis
 from ridehail.events.models import OutboxEvent
 from ridehail.events.topic import STREAM_FIELD, DurableEvent, Event, Topic, declared_topics
 
@@ -53,10 +54,11 @@ RELAY_WAKE = "outbox:wake"
 
 MARK_TTL = 7 * 24 * 3600  # seconds: see the module docstring; not a timing the order relies on
 
-# KEYS: stream, the key's mark (the last version out), the published-events counter
-# (metrics.py). ARGV: payload, maxlen ('' = do not trim), channel (the topic's name), stream
-# field, key, version, '1' to require that the previous version is out ('' not to check), the
-# mark's time to live.
+# KEYS: stream, the key's mark (the last version out), the topic's published-events counter
+# (metrics.py): all in the topic's hash slot, as is its shard channel. ARGV: payload, maxlen
+# ('' = do not trim), channel (the topic's name), stream field, key, version, '1' to require that
+# the previous version is out ('' not to check), the mark's time to live, the publish command
+# (PUBLISH, or SPUBLISH on a cluster).
 # Returns PUBLISHED, ALREADY (the mark says this version is out) or OUT_OF_ORDER.
 _PUBLISH_ONCE = Script(
     None,  # type: ignore[arg-type]  # no client of its own: every call passes client=
@@ -75,8 +77,8 @@ if ARGV[2] == '' then
 else
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[4], ARGV[1])
 end
-redis.call('PUBLISH', ARGV[3], ARGV[1])
-redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call(ARGV[9], ARGV[3], ARGV[1])
+redis.call('INCR', KEYS[3])
 return 1
 """,
 )
@@ -102,13 +104,13 @@ def publish_on_commit(event: DurableEvent) -> None:
 
 
 def publish_live(event: Event) -> None:
-    """PUBLISH a live-only event now; raises redis.RedisError if Redis cannot take it."""
+    """PUBLISH a live-only event now, on its key's channel; raises redis.RedisError if Redis cannot take it."""
     topic = type(event).topic
     if topic.durable:
         raise ValueError(f"{topic.name} is durable: use publish_on_commit()")
     pipe = shared_redis().pipeline(transaction=False)  # one round trip for both
-    pipe.publish(topic.channel, topic.encode(event))
-    pipe.hincrby(metrics.PUBLISHED, topic.name, 1)
+    publish(pipe, topic.channel_for(event.key), topic.encode(event))
+    pipe.incr(metrics.published_counter(topic.name))
     pipe.execute()
 
 
@@ -145,7 +147,7 @@ def _publish_after_commit(topic: Topic, row: OutboxEvent) -> None:
 
 def wake_relay(client: redis.Redis) -> None:
     """Tell the relays there are rows to publish; raises redis.RedisError if Redis cannot take it."""
-    client.publish(RELAY_WAKE, b"")
+    publish(client, RELAY_WAKE, b"")
 
 
 def _record_failed_attempt(topic: Topic, key: str, exc: Exception) -> None:
@@ -213,7 +215,7 @@ def mark(topic: Topic, key: str) -> str:
 
 
 def publish_once(
-    client: redis.Redis | redis.client.Pipeline,
+    client: redis.Redis | AnyPipeline,
     *,
     topic: Topic,
     key: str,
@@ -230,8 +232,10 @@ def publish_once(
     long streams are. Returns the script's answer (None on a pipeline, whose results come
     with execute()).
     """
-    return _PUBLISH_ONCE(
-        keys=[topic.stream, mark(topic, key), metrics.PUBLISHED],
+    return run_script(
+        client,
+        _PUBLISH_ONCE,
+        keys=[topic.stream, mark(topic, key), metrics.published_counter(topic.name)],
         args=[
             payload,
             settings.RIDEHAIL_STREAM_MAXLEN if trim else "",
@@ -241,6 +245,6 @@ def publish_once(
             version,
             "1" if in_order else "",
             MARK_TTL,
+            publish_command(),
         ],
-        client=client,
     )

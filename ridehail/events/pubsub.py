@@ -44,7 +44,7 @@ class PubSubReader(Reader):
         super().__init__(runners, read_client=read_client, stop=stop, logger=logger, what=", ".join(self.signals))
 
     def _run_connected(self) -> None:
-        by_channel = {runner.topic.channel: runner for runner in self.runners}
+        by_channel = {channel: runner for runner in self.runners for channel in runner.topic.channels}
         with Subscription(self.read_client, [*by_channel, *self.signals]) as subscription:
             for runner in self.runners:  # each may have missed messages while we were away
                 self.isolated(runner, partial(runner.rebuild, ""))

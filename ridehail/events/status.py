@@ -8,7 +8,9 @@ from typing import Any, cast
 import redis
 from django.db.models import Min
 from django.utils import timezone
+from redis.commands.core import Script
 
+from ridehail.events.connection import AnyPipeline, channel_subscribers, run_script
 from ridehail.events.models import OutboxEvent
 from ridehail.events.topic import STREAM_FIELD, Topic
 
@@ -23,7 +25,7 @@ def outbox_status() -> dict[str, Any]:
 
 
 def topic_status(client: redis.Redis, topic: Topic) -> dict[str, Any]:
-    (_, subscribers), *_ = client.pubsub_numsub(topic.channel)
+    (_, subscribers), *_ = channel_subscribers(client, topic.channel)
     status: dict[str, Any] = {
         "name": topic.name,
         "durable": topic.durable,
@@ -114,10 +116,12 @@ def replay_dead_letter(client: redis.Redis, topic: Topic, letter_id: str) -> boo
 
 # One entry's dead letters back to the stream, atomically, and only by the replay that removes
 # them: whoever comes second (another `replay-dead`, the admin's button) finds them gone and adds
-# nothing. KEYS: the stream and its dead letters (stream:T and stream:T:dead today; one hash slot
-# once they are named stream:{T}...). ARGV: the event's field name, then the entry's letter ids.
+# nothing. KEYS: the stream and its dead letters (stream:{T} and stream:{T}:dead: one hash slot on
+# a cluster). ARGV: the event's field name, then the entry's letter ids.
 # Returns 1 if the event went back (a letter without an event is only removed).
-REPLAY_ENTRY = """
+REPLAY_ENTRY = Script(
+    None,  # type: ignore[arg-type]  # no client of its own: every call passes one
+    b"""
 local field, ids, payload = ARGV[1], {}, nil
 for i = 2, #ARGV do
     ids[#ids + 1] = ARGV[i]
@@ -132,7 +136,8 @@ end
 if redis.call('XDEL', KEYS[2], unpack(ids)) == 0 or not payload then return 0 end
 redis.call('XADD', KEYS[1], '*', field, payload)
 return 1
-"""
+""",
+)
 REPLAY_BATCH = 500  # entries per round trip
 
 
@@ -144,11 +149,9 @@ def _entries(
     return cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream, min=min, max=max, count=count))
 
 
-def _replay_entry(client: redis.Redis, topic: Topic, letter_ids: list[bytes]) -> int:
+def _replay_entry(client: redis.Redis | AnyPipeline, topic: Topic, letter_ids: list[bytes]) -> int:
     """Run REPLAY_ENTRY for one entry's dead letters (on a client or a pipeline); 1 if its event went back."""
-    return client.register_script(REPLAY_ENTRY)(
-        keys=[topic.stream, topic.dead_letters], args=[STREAM_FIELD, *letter_ids]
-    )
+    return run_script(client, REPLAY_ENTRY, keys=[topic.stream, topic.dead_letters], args=[STREAM_FIELD, *letter_ids])
 
 
 def _origin(letter_id: bytes, fields: dict[bytes, bytes]) -> bytes:

@@ -19,11 +19,14 @@ import os
 import socket
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
 import redis
+from django.conf import settings
 from django.db import close_old_connections
+from redis.crc import key_slot
 
 from ridehail.events import metrics
 from ridehail.events.connection import POLL_SECONDS
@@ -57,8 +60,13 @@ class StreamReader(Reader):
 
     All of a worker's handlers are one consumer group (the worker's name) and one consumer
     (this process), so `XREADGROUP GROUP g c STREAMS a b > >` reads them all in one call and
-    each batch goes to the handler of its stream. (On a Redis Cluster the keys of one call
-    must share a hash slot: there, one read per slot, or hash tags on the stream names.)
+    each batch goes to the handler of its stream.
+
+    On a Redis Cluster the keys of one call must share a hash slot, and each topic's stream
+    has a slot of its own (`stream:{T}`): there the worker runs one reader per slot
+    (`by_slot`), each in its own thread with its own blocking connection to the node that
+    owns that slot. A blocking read on a quiet stream thus never delays another stream's
+    entries, which taking turns on one connection would (up to a whole POLL_SECONDS each).
     """
 
     runners: "Sequence[StreamRunner]"
@@ -113,6 +121,17 @@ class StreamReader(Reader):
             self.by_stream[stream.decode()].process(entries)
             read += len(entries)
         return read
+
+
+def by_slot(runners: "Sequence[StreamRunner]") -> list[list["StreamRunner"]]:
+    """The runners whose streams one XREADGROUP may read together: all of them on a single Redis,
+    those of one hash slot on a cluster (see StreamReader)."""
+    if not settings.REDIS_CLUSTER:
+        return [list(runners)] if runners else []
+    groups: dict[int, list[StreamRunner]] = defaultdict(list)
+    for runner in runners:
+        groups[key_slot(runner.stream.encode())].append(runner)
+    return list(groups.values())
 
 
 class StreamRunner(Runner):

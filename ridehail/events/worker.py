@@ -5,11 +5,15 @@ An app declares its worker in its `subscribers` module:
     WORKER = Worker("rides", [MatchingPoolHandler, RideMatcher])
 
 `python manage.py run_subscriber rides` finds it by name and runs it on at most three Redis
-connections, each named (CLIENT SETNAME) so `CLIENT LIST` says whose it is:
+connections (on a cluster: of these three kinds), each named (CLIENT SETNAME) so `CLIENT LIST`
+says whose it is:
 
     <name>:subscriber     every channel of its Pub/Sub handlers and the relay's wake-up, on one connection
-    <name>:stream-reader  one blocking XREADGROUP of every stream of its stream handlers (StreamReader)
+                          (on a cluster: one per node that owns one of those shard channels)
+    <name>:stream-reader  one blocking XREADGROUP of every stream of its stream handlers (StreamReader;
+                          on a Redis Cluster one reader per stream, each on a connection of its own)
     <name>:commands       every other command: all handlers, the outbox relay, metrics, the heartbeat
+                          (on a Redis Cluster at most one connection per node, each so named)
 
 A reader runs in a thread of its own; only a worker with a handler on streams opens a
 stream reader, and every worker subscribes (its relay's wake-up at least). One stop flag,
@@ -33,7 +37,7 @@ from ridehail.events.outbox import OutboxRelay
 from ridehail.events.publisher import RELAY_WAKE
 from ridehail.events.pubsub import PubSubReader, PubSubRunner
 from ridehail.events.runner import Reader
-from ridehail.events.stream import StreamReader, StreamRunner
+from ridehail.events.stream import StreamReader, StreamRunner, by_slot
 
 _workers: dict[str, "Worker"] = {}
 
@@ -95,9 +99,9 @@ class Worker:
                 logger=logging.getLogger(self.name),
             )
         )
-        if streams:
+        for same_slot in by_slot(streams):  # one reader on a single Redis; one per stream on a cluster
             readers.append(
-                StreamReader(streams, read_client=worker_redis(name=f"{self.name}:stream-reader"), stop=stop)
+                StreamReader(same_slot, read_client=worker_redis(name=f"{self.name}:stream-reader"), stop=stop)
             )
         return readers
 

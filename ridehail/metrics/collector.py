@@ -7,7 +7,8 @@ Read from the shared sources at scrape time, every process gives the same answer
 that only a moment can see (events published, handled; request latency) are added up in
 Redis by whoever sees them (ridehail/events/metrics.py, ridehail/metrics/http.py).
 
-With Redis down the database's series are still reported and `ridehail_redis_up` is 0.
+With Redis down the database's series are still reported and `ridehail_redis_up` is 0;
+`ridehail_channel_layer_up` says the same of the channel layer's Redis (RIDEHAIL_CHANNEL_LAYER_URL).
 """
 
 import logging
@@ -23,6 +24,7 @@ from ridehail.events import metrics as event_metrics
 from ridehail.events.connection import quick_redis
 from ridehail.events.status import outbox_status, topic_status
 from ridehail.events.topic import declared_topics
+from ridehail.health import channel_layer_problem
 from ridehail.metrics import http
 from rides.selectors import assignment_latency_histogram, rides_by_status
 
@@ -42,6 +44,11 @@ class RidehailCollector(Collector):
             logger.warning("metrics: Redis is unreachable (%s); reporting the database's series only", exc)
             redis_series = []
         yield GaugeMetricFamily("ridehail_redis_up", "1 if Redis answered this scrape", value=1 if redis_series else 0)
+        # Beside a cluster the channel layer has a Redis of its own; /readyz only calls it degraded.
+        layer_up = not channel_layer_problem(timeout=2.0)
+        yield GaugeMetricFamily(
+            "ridehail_channel_layer_up", "1 if the channel layer's Redis answered this scrape", value=int(layer_up)
+        )
         yield from redis_series
 
     def _database(self) -> Iterator[Metric]:
@@ -75,7 +82,8 @@ class RidehailCollector(Collector):
         yield self._http_latency(client)
 
     def _topics(self, client: redis.Redis) -> Iterator[Metric]:
-        published = event_metrics.read_published(client)
+        topics = declared_topics()
+        published = event_metrics.read_published(client, [topic.name for topic in topics])
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "published": CounterMetricFamily(
                 "ridehail_events_published", "Events that went out on Redis, per topic", labels=["topic"]
@@ -95,7 +103,7 @@ class RidehailCollector(Collector):
             ),
             "dead": GaugeMetricFamily("ridehail_dead_letters", "Entries in the dead-letter stream", labels=["topic"]),
         }
-        for topic in declared_topics():
+        for topic in topics:
             status = topic_status(client, topic)
             families["published"].add_metric([topic.name], published.get(topic.name, 0))
             families["subscribers"].add_metric([topic.name], status["channel"]["subscribers"])

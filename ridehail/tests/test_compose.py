@@ -178,3 +178,84 @@ def test_the_file_names_every_service_the_readme_promises():
         "redis",
         "prometheus",
     }
+
+
+# -- the cluster variant: docker compose -f docker-compose.yml -f docker-compose.cluster.yml -----------
+
+CLUSTER_COMPOSE = ROOT / "docker-compose.cluster.yml"
+CLUSTER_NODES = [f"redis-node-{n}" for n in range(1, 7)]
+
+
+@pytest.fixture(scope="module")
+def cluster_services() -> dict:
+    return yaml.safe_load(CLUSTER_COMPOSE.read_text())["services"]
+
+
+def test_the_cluster_has_six_persistent_nodes_on_fixed_addresses(cluster_services):
+    addresses = []
+    for name in CLUSTER_NODES:
+        node = cluster_services[name]
+        command = " ".join(node["command"])
+        for flag in ("--cluster-enabled yes", "--cluster-node-timeout 2000", "--appendonly yes"):
+            assert flag in command, (name, flag)
+        # nodes.conf (who is in the cluster, at which address) lives with the data, in the node's own volume
+        assert "--cluster-config-file /data/nodes.conf" in command
+        assert node["volumes"] == [f"{name}:/data"]
+        assert node["restart"] == "unless-stopped" and node["healthcheck"]["test"]
+        network = node["networks"]["redis-cluster"]
+        assert network["aliases"] == ["redis-cluster"]  # REDIS_URL's host: any live node answers
+        addresses.append(network["ipv4_address"])
+    assert len(set(addresses)) == 6
+
+
+def test_the_cluster_is_created_once_by_a_one_shot_service_after_every_node_is_healthy(cluster_services):
+    create = cluster_services["redis-cluster-create"]
+    assert create["restart"] == "no"
+    assert create["depends_on"] == {name: {"condition": "service_healthy"} for name in CLUSTER_NODES}
+    addresses = [cluster_services[name]["networks"]["redis-cluster"]["ipv4_address"] for name in CLUSTER_NODES]
+    assert create["environment"]["NODES"].split() == [f"{address}:6379" for address in addresses]
+    script = create["command"][-1]
+    assert "redis-cli --cluster create $$NODES --cluster-replicas 1 --cluster-yes" in script
+    assert '[ "$$fresh" = 6 ]' in script  # only over six fresh nodes: a second `up` creates nothing
+    assert "cluster_state:ok" in script and "exit 1" in script  # done only once the cluster is ok
+
+
+def test_web_and_workers_run_on_the_cluster_with_the_channel_layer_beside_it(cluster_services):
+    for name in ["migrate", *APP_SERVICES]:
+        service = cluster_services[name]
+        assert service["environment"]["REDIS_CLUSTER"] == "1", name
+        assert service["environment"]["REDIS_URL"] == "redis://redis-cluster:6379/0", name
+        assert service["environment"]["RIDEHAIL_CHANNEL_LAYER_URL"] == "redis://redis:6379/0", name
+        assert service["depends_on"] == {"redis-cluster-create": {"condition": "service_completed_successfully"}}
+        assert service["networks"] == ["default", "redis-cluster"], name
+
+
+@pytest.mark.skipif(compose_tool() is None, reason="neither docker-compose nor docker compose is installed")
+def test_compose_merges_the_cluster_variant_so_nothing_starts_before_the_cluster_is_ok():
+    checked = subprocess.run(
+        [*compose_tool(), "-f", str(COMPOSE), "-f", str(CLUSTER_COMPOSE), "--project-directory", str(ROOT), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    resolved = yaml.safe_load(checked.stdout)["services"]
+    assert set(resolved) == {
+        "migrate",
+        *APP_SERVICES,
+        "postgres",
+        "redis",
+        "prometheus",
+        "redis-cluster-create",
+        *CLUSTER_NODES,
+    }
+    for name in ["migrate", *APP_SERVICES]:
+        depends_on = resolved[name]["depends_on"]
+        assert depends_on["redis-cluster-create"] == {"condition": "service_completed_successfully"}, name
+        assert depends_on["postgres"] == depends_on["redis"] == {"condition": "service_healthy"}, name
+        environment = resolved[name]["environment"]
+        # What the base file sets stays (the database, the secret key), the Redis settings are the cluster's.
+        assert environment["DATABASE_URL"].startswith("postgres://"), name
+        assert (environment["REDIS_CLUSTER"], environment["REDIS_URL"]) == ("1", "redis://redis-cluster:6379/0")
+    # Only web and Prometheus are published, on loopback: no Redis node is reachable from outside.
+    assert sorted(name for name, service in resolved.items() if service.get("ports")) == ["prometheus", "web"]

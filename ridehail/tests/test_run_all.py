@@ -161,3 +161,38 @@ def test_running_it_again_keeps_a_signed_in_dashboard_signed_in():
     finally:
         again.stop()
     assert dashboard.status_code == 200  # not sent to the sign-in page
+
+
+# -- on a Redis Cluster: check_services (what run_all asks first) names the Redis that failed --------
+
+
+def test_check_services_on_a_cluster_asks_the_cluster_and_the_channel_layers_redis(on_cluster):
+    check = manage_py("check_services").start()
+
+    assert check.wait_exit(timeout=30) == 0, check.output
+    assert f"Redis Cluster ({on_cluster.url}), the channel layer's Redis (" in check.output
+
+
+@pytest.mark.parametrize(
+    ("unreachable", "named"),
+    [
+        ("REDIS_URL", "The Redis Cluster at redis://127.0.0.1:1/0 (REDIS_CLUSTER=1) does not serve"),
+        ("RIDEHAIL_CHANNEL_LAYER_URL", "The channel layer's Redis is not reachable at redis://127.0.0.1:1/0"),
+    ],
+)
+def test_check_services_on_a_cluster_names_the_redis_that_does_not_answer(on_cluster, unreachable, named):
+    check = manage_py("check_services", env={unreachable: "redis://127.0.0.1:1/0"}).start()
+
+    assert check.wait_exit(timeout=30) == 1
+    assert named in check.output
+    assert "Traceback" not in check.output
+
+
+def test_with_redis_cluster_but_no_redis_url_it_starts_no_redis_of_its_own_and_says_why():
+    run = manage_py("run_all", "--port", str(free_port()), env={"REDIS_CLUSTER": "1"})
+    run.env.pop("REDIS_URL")
+    run.start()
+
+    assert run.wait_exit(timeout=30) != 0
+    assert "REDIS_CLUSTER=1 needs REDIS_URL" in run.output
+    assert "started" not in run.output

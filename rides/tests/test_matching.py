@@ -13,7 +13,7 @@ from django.db import connection, connections
 
 from conftest import client_for, make_drivers, make_user
 from locations.events import DriverLocationUpdated
-from locations.positions import TRACKED_DRIVERS, held_positions
+from locations.positions import TRACKED_DRIVERS, held_positions, partition_of
 from ridehail.events.topic import STREAM_FIELD
 from rides.events import RIDE_STATUS, Point
 from rides.models import Ride, RideStatus
@@ -115,9 +115,8 @@ def test_drivers_offline_too_far_or_with_an_old_position_are_not_offered(start_w
     online_at(far, 52.5400, 13.4300, redis_client)  # ~2.8 km: beyond the 1 km radius
     online_at(stale, *PICKUP, redis_client)
     old = DriverLocationUpdated(stale.id, *PICKUP, datetime.now(UTC) - timedelta(seconds=30))
-    redis_client.hset(
-        "locations:positions:data", str(stale.id), f"{PICKUP[0]} {PICKUP[1]} {int(old.timestamp.timestamp() * 1000)}"
-    )
+    held = f"{PICKUP[0]} {PICKUP[1]} {int(old.timestamp.timestamp() * 1000)}"
+    redis_client.hset(partition_of(stale.id).geo_data, str(stale.id), held)
     wait_until(lambda: str(gone.id) not in MATCHING_POOL.members(redis_client), what="gone from the pool")
 
     ride_id = ask(rider)

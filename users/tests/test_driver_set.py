@@ -82,13 +82,17 @@ def test_garbage_is_logged_and_skipped(subscriber, redis_client, raw, caplog):
 def test_rebuild_takes_the_database_as_truth(subscriber, redis_client, driver, other_driver):
     set_driver_availability(driver_id=driver.id, available=True)
     # State the worker holds wrongly: a stranger in the pool, the online driver missing.
-    redis_client.sadd(MATCHING_POOL.key, "stranger")
-    redis_client.hset(MATCHING_POOL.versions_key, "stranger", 9)
+    stranger = MATCHING_POOL.parts()[0]
+    redis_client.sadd(stranger.key, "stranger")
+    redis_client.hset(stranger.versions_key, "stranger", 9)
 
     assert subscriber.rebuild() == 1
 
     assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
-    assert redis_client.hgetall(MATCHING_POOL.versions_key) == {
+    held = {}
+    for part in MATCHING_POOL.parts():
+        held.update(redis_client.hgetall(part.versions_key))
+    assert held == {
         str(driver.id).encode(): b"1",
         str(other_driver.id).encode(): b"0",
     }
@@ -111,7 +115,7 @@ def test_rebuild_keeps_an_event_committed_while_the_database_was_read(subscriber
     subscriber.rebuild()  # what it read says offline, version 0
 
     assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
-    assert redis_client.hget(MATCHING_POOL.versions_key, str(driver.id)) == b"1"
+    assert redis_client.hget(MATCHING_POOL.part_of(driver.id).versions_key, str(driver.id)) == b"1"
 
 
 def test_rebuild_replaces_a_forged_version_that_no_change_explains(subscriber, redis_client, driver, caplog):
@@ -123,7 +127,7 @@ def test_rebuild_replaces_a_forged_version_that_no_change_explains(subscriber, r
     subscriber.rebuild()
 
     assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
-    assert redis_client.hget(MATCHING_POOL.versions_key, str(driver.id)) == b"1"
+    assert redis_client.hget(MATCHING_POOL.part_of(driver.id).versions_key, str(driver.id)) == b"1"
     assert any("replaced 1 entries newer than the database" in message for message in caplog.messages)
     assert subscriber.handle_message(event_for(driver.id, available=False, version=2))  # real events apply again
 

@@ -35,7 +35,7 @@ def position(driver_id, lat: float, lng: float, at: datetime | None = None) -> b
 
 def test_the_snapshot_has_tracked_positions_and_active_rides(server, staff, redis_client):
     online, _offline = make_drivers(2)
-    redis_client.sadd(TRACKED_DRIVERS.key, str(online.id))
+    redis_client.sadd(TRACKED_DRIVERS.part_of(online.id).key, str(online.id))
     apply_positions(redis_client, [Position(online.id, 52.52, 13.405, datetime.now(UTC))])
     waiting = make_user("waiting-rider")
     ride = request_ride(rider_id=waiting.id, trip=Trip(Point(52.5, 13.4), Point(52.6, 13.5)))

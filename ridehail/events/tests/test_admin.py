@@ -76,7 +76,7 @@ def test_replay_in_the_admin_puts_the_event_back_once(poisoned, staff_session, r
     first = staff_session.post("/admin/dead-letters/", form, follow=True)
     second = staff_session.post("/admin/dead-letters/", form, follow=True)
 
-    assert "put back on stream:driver-status-changed, once" in first.content.decode()
+    assert "put back on stream:{driver-status-changed}, once" in first.content.decode()
     assert "is not there (already replayed?)" in second.content.decode()
     assert redis_client.xlen(DRIVER_STATUS.dead_letters) == 0
     assert redis_client.xlen(DRIVER_STATUS.stream) == length + 1

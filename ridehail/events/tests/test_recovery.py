@@ -84,12 +84,12 @@ def test_state_corrupted_behind_a_workers_back_is_repaired_within_the_resync_int
     wait_until(lambda: MATCHING_POOL.members(own_redis.client) == online_in_database(), what="the pool")
 
     # Behind its back: the online driver dropped, a stranger added with a forged version.
-    own_redis.client.srem(MATCHING_POOL.key, str(drivers[0].id))
-    own_redis.client.sadd(MATCHING_POOL.key, str(drivers[1].id))
-    own_redis.client.hset(MATCHING_POOL.versions_key, str(drivers[1].id), 2**40)
+    own_redis.client.srem(MATCHING_POOL.part_of(drivers[0].id).key, str(drivers[0].id))
+    own_redis.client.sadd(MATCHING_POOL.part_of(drivers[1].id).key, str(drivers[1].id))
+    own_redis.client.hset(MATCHING_POOL.part_of(drivers[1].id).versions_key, str(drivers[1].id), 2**40)
 
     wait_until(lambda: MATCHING_POOL.members(own_redis.client) == online_in_database(), timeout=5, what="the repair")
-    assert own_redis.client.hget(MATCHING_POOL.versions_key, str(drivers[1].id)) == b"0"
+    assert own_redis.client.hget(MATCHING_POOL.part_of(drivers[1].id).versions_key, str(drivers[1].id)) == b"0"
 
 
 def test_a_pubsub_worker_repairs_a_flushall_within_the_resync_interval(own_redis, start_worker):

@@ -126,7 +126,7 @@ def test_an_event_that_keeps_failing_goes_to_the_dead_letters_and_the_others_flo
     assert int(dead[b"deliveries"]) == 4
     # The healthy driver's events kept flowing, in order, while the poisoned one was retried.
     assert MATCHING_POOL.members(redis_client) == []
-    assert redis_client.hget(MATCHING_POOL.versions_key, str(healthy.id)) == b"2"
+    assert redis_client.hget(MATCHING_POOL.part_of(healthy.id).versions_key, str(healthy.id)) == b"2"
 
 
 def test_garbage_on_the_stream_is_dead_lettered_at_once(start_worker, redis_client):
@@ -200,7 +200,7 @@ def test_a_hook_that_fails_once_is_retried_and_takes_effect_once(redis_client, c
     assert caplog.text.count(f"driver {driver.id} added to matching pool") == 2
     assert "downstream timed out" in caplog.text  # logged with its traceback, not swallowed
     assert MATCHING_POOL.members(redis_client) == [str(driver.id)]
-    assert redis_client.hget(MATCHING_POOL.versions_key, str(driver.id)) == b"1"
+    assert redis_client.hget(MATCHING_POOL.part_of(driver.id).versions_key, str(driver.id)) == b"1"
 
 
 def test_replaying_an_entry_that_two_groups_dead_lettered_puts_it_back_once(redis_client, capsys):

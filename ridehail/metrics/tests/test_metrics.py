@@ -13,9 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import make_user
 from ridehail.dashboard.session_sockets import KEY_PREFIX
 from ridehail.events import metrics as event_metrics
+from ridehail.events.topic import declared_topics
 from ridehail.metrics import http
 from rides.models import Ride, RideStatus
 from tests.processes import wait_until
+from users.events import DRIVER_STATUS
 from users.models import Role
 from users.services import set_driver_availability
 
@@ -41,7 +43,8 @@ SPEC_SERIES = [
 @pytest.fixture(autouse=True)
 def _no_counts_from_other_tests(redis_client: redis.Redis) -> None:
     http.recorder.flush()  # requests earlier tests made in this process, out of the way first
-    redis_client.delete(event_metrics.PUBLISHED, event_metrics.HANDLED, event_metrics.FAILED, http.KEY)
+    published = [event_metrics.published_counter(topic.name) for topic in declared_topics()]
+    redis_client.delete(*published, event_metrics.HANDLED, event_metrics.FAILED, http.KEY)
 
 
 def session_of(username: str, *, is_staff: bool) -> Client:
@@ -76,7 +79,7 @@ def test_a_signed_in_rider_is_refused():
 
 def test_a_staff_session_reads_every_series_the_spec_names(redis_client):
     set_driver_availability(driver_id=make_user("d", role=Role.DRIVER).id, available=True)
-    redis_client.xgroup_create("stream:driver-status-changed", "rides", id="0", mkstream=True)
+    redis_client.xgroup_create(DRIVER_STATUS.stream, "rides", id="0", mkstream=True)
 
     staff = session_of("operator", is_staff=True)
 
@@ -167,3 +170,21 @@ def test_with_redis_down_the_databases_series_are_still_reported(redis_unreachab
     assert samples[("ridehail_redis_up", ())] == 0
     assert samples[("ridehail_outbox_backlog", ())] == 0
     assert ("ridehail_rides", (("status", "completed"),)) in samples
+
+
+def test_on_a_cluster_leases_on_every_master_are_counted_and_the_channel_layer_reported_apart(on_cluster, settings):
+    staff = session_of("operator", is_staff=True)
+    client = on_cluster.client()
+    keys = [f"{KEY_PREFIX}:{n}" for n in range(6)]
+    later = int((timezone.now() + timedelta(minutes=1)).timestamp() * 1000)
+    for key in keys:
+        client.zadd(key, {"a-socket": later})
+    assert len({on_cluster.master_of(key).port for key in keys}) > 1  # what a one-node SCAN would miss
+
+    samples = scrape(staff)
+    assert samples[("ridehail_dashboard_connections", ())] == 6
+    assert (samples[("ridehail_redis_up", ())], samples[("ridehail_channel_layer_up", ())]) == (1, 1)
+
+    settings.RIDEHAIL_CHANNEL_LAYER_URL = "redis://127.0.0.1:1/0"
+    samples = scrape(staff)
+    assert (samples[("ridehail_redis_up", ())], samples[("ridehail_channel_layer_up", ())]) == (1, 0)

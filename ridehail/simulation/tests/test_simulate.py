@@ -26,7 +26,9 @@ def summary_number(output: str, pattern: str) -> int:
     return int(found[-1].replace(",", ""))
 
 
-def test_simulate_drives_a_small_city_through_the_api(redis_client, start_worker, tmp_path: Path):
+def test_simulate_drives_a_small_city_through_the_api(redis_deployment, redis_client, start_worker, tmp_path: Path):
+    """On a single Redis and on a cluster deployment (`redis_deployment`): the server side the
+    simulator exercises (sign-up, status, positions, nearby, rides, matching) runs on either."""
     start_worker("locations")
     start_worker("rides", env={"RIDEHAIL_MATCH_RETRY_SECONDS": "0.3"})
     server = AsgiServer(env=SERVER_ENV).start()
@@ -44,7 +46,7 @@ def test_simulate_drives_a_small_city_through_the_api(redis_client, start_worker
         simulator.stop()
         server.stop()
 
-    assert "t=5s drivers online" in output  # the progress line
+    assert re.search(r"t=\d+s drivers online", output)  # the progress line (t=6s on a busy machine)
     assert summary_number(output, r"rides requested \d+ assigned (\d+)") >= 1
     assert summary_number(output, r"errors (\d+) \(5xx or no answer\)") == 0
     assert User.objects.filter(username__startswith="sim-driver-", role="driver").count() == 4

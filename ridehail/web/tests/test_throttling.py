@@ -8,7 +8,7 @@ import requests
 from django.test import RequestFactory
 
 from conftest import PASSWORD
-from ridehail.web.throttling import client_address
+from ridehail.web.throttling import AUTH, client_address, window_key
 from tests.servers import AsgiServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,12 +116,30 @@ def test_showing_the_login_form_is_not_counted(client, low_auth_rate):
     assert [client.get("/accounts/login/").status_code for _ in range(5)] == [200] * 5
 
 
+# -- on a Redis Cluster ---------------------------------------------------------------------------
+
+
+def test_login_is_limited_on_a_cluster_in_one_window_for_every_process(on_cluster, redis_client, driver):
+    servers = [AsgiServer(env={"RIDEHAIL_THROTTLE_AUTH": "3/minute"}).start() for _ in range(2)]
+    try:
+        statuses = [login(servers[n % 2]).status_code for n in range(5)]
+    finally:
+        for server in servers:
+            server.stop()
+
+    assert statuses == [401, 401, 401, 429, 429]
+    # Counted on the cluster, not in each process's memory (that would allow 2 + 2 here).
+    assert on_cluster.client().zcard(window_key(AUTH, "127.0.0.1")) == 3
+
+
 # -- Redis unreachable ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("unreachable", ["redis_unreachable", "cluster_unreachable"])
 def test_login_still_works_but_is_limited_per_process_when_redis_is_unreachable(
-    anonymous_client, driver, settings, redis_unreachable
+    anonymous_client, driver, settings, request, unreachable
 ):
+    request.getfixturevalue(unreachable)
     settings.RIDEHAIL_THROTTLE_RATES = {**settings.RIDEHAIL_THROTTLE_RATES, "auth": "4/minute"}
     settings.RIDEHAIL_WEB_PROCESSES = 2  # each process allows its share: 2 a minute
     body = {"username": "driver", "password": PASSWORD}
