@@ -3,6 +3,7 @@ process helpers (a private Redis, child processes, ports) re-exported under the 
 
 import statistics
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from tests.processes import ROOT, free_port, port_open, python, wait_until
@@ -18,6 +19,8 @@ __all__ = [
     "python",
     "rss_bytes",
     "temp_sqlite_url",
+    "wait_port",
+    "wait_ready",
     "wait_until",
 ]
 
@@ -33,8 +36,30 @@ def production_env(database_url: str, redis_url: str, **settings: str) -> dict[s
     }
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, timeout: float = 120) -> None:
+    """Until something listens on `port`: generous, a loaded two-core machine starts Python slowly."""
     wait_until(lambda: port_open(port), timeout=timeout, what=f"something listening on port {port}")
+
+
+def wait_ready(port: int, *, path: str = "/healthz", timeout: float = 120) -> None:
+    """Until `path` answers four times in a row: every worker process of the server has loaded its app.
+
+    A server binds its port before its workers have loaded Django (gunicorn's master, uvicorn's
+    parent); a fixed sleep after the bind measured the workers' start-up on a loaded machine.
+    """
+    answered = 0
+
+    def answers() -> bool:
+        nonlocal answered
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                answer.read()
+            answered += 1
+        except OSError:
+            answered = 0
+        return answered >= 4
+
+    wait_until(answers, timeout=timeout, what=f"{path} answering on port {port}")
 
 
 def rss_bytes(pid: int) -> int:

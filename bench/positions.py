@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from bench.common import PrivateRedis, free_port, median, production_env, python, wait_port
+from bench.common import PrivateRedis, free_port, median, production_env, python, wait_port, wait_ready
 from bench.django_env import quiet_worker_logs, setup_django
 from bench.put_status import fresh_database
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
@@ -58,7 +58,7 @@ def serve(app: str, env: dict[str, str]) -> tuple[object, int]:
     port = free_port()
     server = python("-m", "ridehail.server", app, env={**env, "PORT": str(port)}, stderr=open(os.devnull, "w"))
     wait_port(port)
-    time.sleep(1.0)  # every worker process up
+    wait_ready(port)
     return server, port
 
 

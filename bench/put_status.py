@@ -17,13 +17,12 @@ any DRF request with a token costs here, without the write).
 import os
 import re
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import psycopg
 
-from bench.common import PrivateRedis, free_port, median, production_env, python, wait_port
+from bench.common import PrivateRedis, free_port, median, production_env, python, wait_port, wait_ready
 from bench.django_env import setup_django
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 from bench.wrk import run_wrk
@@ -91,7 +90,7 @@ def serve_case(app: str, path: str, method: str, env: dict[str, str], tokens: li
     server = python("-m", "ridehail.server", app, env={**env, "PORT": str(port)}, stderr=open(os.devnull, "w"))
     try:
         wait_port(port)
-        time.sleep(1.0)  # every worker process up
+        wait_ready(port)
         result = run_wrk(
             f"http://127.0.0.1:{port}{path}",
             seconds=seconds,

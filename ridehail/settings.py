@@ -91,7 +91,7 @@ MIDDLEWARE = [
     "ridehail.metrics.http.request_latency",  # first: the time it measures includes every other middleware
     "ridehail.web.http.ChunkedBodyMiddleware",  # before anything reads the body (CSRF reads forms)
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "ridehail.web.csp.CSPMiddleware",  # django-csp's, its policy built once (ridehail/web/csp.py)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

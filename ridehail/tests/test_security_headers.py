@@ -43,3 +43,35 @@ def test_the_api_docs_have_no_inline_script(client):
     assert "<style>" not in page
     assert script.status_code == 200
     assert script["Content-Type"].startswith("application/javascript")
+
+
+def test_the_policy_built_once_is_django_csps_and_follows_the_settings(client, settings):
+    """ridehail/web/csp.py keeps the header it built; it must be django-csp's own, and a change
+    of the setting (as a deployment or a test makes it) must not leave the old one behind."""
+    from csp.utils import build_policy
+
+    assert client.get("/healthz")["Content-Security-Policy"] == build_policy()
+
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    assert client.get("/healthz")["Content-Security-Policy"] == "default-src 'none'"
+
+    settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"default-src": ["'self'"]}}
+    assert client.get("/healthz")["Content-Security-Policy-Report-Only"] == "default-src 'self'"
+
+
+def test_a_view_that_changes_its_policy_still_gets_its_own(rf):
+    """A response carrying a per-view policy (django-csp's decorators) goes through django-csp itself."""
+    from csp.decorators import csp_update
+    from django.http import HttpResponse
+
+    from ridehail.web.csp import CSPMiddleware
+
+    @csp_update({"img-src": ["tiles.example"]})
+    def view(request):
+        return HttpResponse("ok")
+
+    request = rf.get("/somewhere")
+    response = CSPMiddleware(view)(request)
+
+    assert "tiles.example" in response["Content-Security-Policy"]
+    assert "tiles.example" not in CSPMiddleware(lambda r: HttpResponse("ok"))(rf.get("/"))["Content-Security-Policy"]
