@@ -25,6 +25,7 @@ BENCHMARKS = {
     "put_status": [],
     "subscriber": [],
     "latency": [],
+    "cluster_latency": [],
     "worker_memory": [],
     "stream_worker": [],
     "positions": [],

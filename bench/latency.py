@@ -26,11 +26,23 @@ COMMAND = ".venv/bin/python -m bench.latency"
 RATE = 200
 
 
-def start_receiver(mode: str, database_url: str, redis_url: str) -> subprocess.Popen:
-    receiver = python("-m", "bench.latency_worker", mode, database_url, redis_url, stdout=subprocess.PIPE, text=True)
+def start_receiver(
+    mode: str, database_url: str, redis_url: str, *, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """The receiver process, once it has subscribed. `env`: its environment's additions (REDIS_CLUSTER);
+    this process's settings must say the same, as the subscriber count is asked the way they say."""
+    from ridehail.events.connection import channel_subscribers, redis_from_url
+
+    receiver = python(
+        "-m", "bench.latency_worker", mode, database_url, redis_url, env=env, stdout=subprocess.PIPE, text=True
+    )
     channel = "latency-anchor" if mode == "raw" else "driver-status-changed"
-    client = redis.Redis.from_url(redis_url)
-    while client.pubsub_numsub(channel)[0][1] < 1:
+    client = redis_from_url(redis_url)
+    deadline = time.monotonic() + 120  # a loaded two-core machine starts Python slowly
+    while channel_subscribers(client, channel)[0][1] < 1:
+        if receiver.poll() is not None or time.monotonic() > deadline:
+            receiver.kill()
+            raise RuntimeError(f"the {mode} receiver did not subscribe to {channel} (exit code {receiver.poll()})")
         time.sleep(0.05)
     time.sleep(1.0)  # the project's worker rebuilds from the database after subscribing
     return receiver
@@ -51,13 +63,16 @@ def paced(seconds: float) -> Iterator[int]:
         yield n
 
 
-def project_latencies(database_url: str, redis_url: str, seconds: float) -> list[float]:
+def project_latencies(
+    database_url: str, redis_url: str, seconds: float, *, env: dict[str, str] | None = None
+) -> list[float]:
+    """Commit → applied of each status change; the publisher's Redis is the one Django's settings name."""
     from django.db import transaction
 
     from users.services import set_driver_availability
 
     drivers = make_drivers(50)
-    receiver = start_receiver("project", database_url, redis_url)
+    receiver = start_receiver("project", database_url, redis_url, env=env)
     versions = dict.fromkeys((str(driver.id) for driver in drivers), 0)
     committed: dict[str, float] = {}
     for n in paced(seconds):
