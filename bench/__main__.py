@@ -21,6 +21,7 @@ from bench.report import Section, load_section, markdown_table, progress
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = {
     "publish": [],
+    "publish_cluster": [],
     "replica_wait": [],
     "put_status": [],
     "subscriber": [],
