@@ -129,7 +129,14 @@ def test_compose_resolves_the_defaults_to_loopback_ports_and_a_bounded_pool():
     assert checked.returncode == 0, checked.stderr
     resolved = yaml.safe_load(checked.stdout)["services"]
     ports = [published(port) for service in resolved.values() for port in service.get("ports", [])]
-    assert sorted(ports) == ["127.0.0.1:8000:8000/tcp", "127.0.0.1:9090:9090/tcp"]
+    # Jaeger's UI is in the file under the `tracing` profile (docker-compose v1's `config` lists it too).
+    assert set(ports) <= {
+        "127.0.0.1:8000:8000/tcp",
+        "127.0.0.1:9090:9090/tcp",
+        "127.0.0.1:3000:3000/tcp",
+        "127.0.0.1:16686:16686/tcp",
+    }
+    assert {"127.0.0.1:8000:8000/tcp", "127.0.0.1:9090:9090/tcp", "127.0.0.1:3000:3000/tcp"} <= set(ports)
     web = resolved["web"]["environment"]
     assert (web["WEB_CONCURRENCY"], web["DATABASE_POOL_SIZE"]) == ("4", "10")
     assert resolved["migrate"]["environment"]["DJANGO_SUPERUSER_PASSWORD"] == ""
@@ -177,6 +184,8 @@ def test_the_file_names_every_service_the_readme_promises():
         "postgres",
         "redis",
         "prometheus",
+        "grafana",
+        "jaeger",
     }
 
 
@@ -246,9 +255,10 @@ def test_compose_merges_the_cluster_variant_so_nothing_starts_before_the_cluster
         "postgres",
         "redis",
         "prometheus",
+        "grafana",
         "redis-cluster-create",
         *CLUSTER_NODES,
-    }
+    } | ({"jaeger"} & set(resolved))
     for name in ["migrate", *APP_SERVICES]:
         depends_on = resolved[name]["depends_on"]
         assert depends_on["redis-cluster-create"] == {"condition": "service_completed_successfully"}, name
@@ -258,4 +268,5 @@ def test_compose_merges_the_cluster_variant_so_nothing_starts_before_the_cluster
         assert environment["DATABASE_URL"].startswith("postgres://"), name
         assert (environment["REDIS_CLUSTER"], environment["REDIS_URL"]) == ("1", "redis://redis-cluster:6379/0")
     # Only web and Prometheus are published, on loopback: no Redis node is reachable from outside.
-    assert sorted(name for name, service in resolved.items() if service.get("ports")) == ["prometheus", "web"]
+    published_by = {name for name, service in resolved.items() if service.get("ports")}
+    assert published_by - {"jaeger"} == {"grafana", "prometheus", "web"}
