@@ -54,13 +54,16 @@ def active_rides() -> list[RideState]:
     return [ride_state(ride) for ride in Ride.objects.filter(status__in=ACTIVE).order_by("requested_at")]
 
 
-def waiting_rides(*, page_size: int) -> Iterator[RideState]:
+def waiting_rides(*, page_size: int, waiting_for: float = 0.0) -> Iterator[RideState]:
     """Every requested ride, oldest first, read a page at a time: what the matcher tries again.
 
     Keyset pages on (requested_at, id), so a ride is read once however many share an instant,
-    and a round reaches every waiting ride however many wait before it.
+    and a round reaches every waiting ride however many wait before it. `waiting_for`: only
+    rides requested (again) at least that many seconds ago.
     """
     rides = Ride.objects.filter(status=RideStatus.REQUESTED).order_by("requested_at", "id")
+    if waiting_for > 0:
+        rides = rides.filter(status_changed_at__lte=timezone.now() - timedelta(seconds=waiting_for))
     page = list(rides[:page_size])
     while page:
         yield from (ride_state(ride) for ride in page)

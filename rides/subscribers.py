@@ -140,9 +140,15 @@ class RideMatcher(Handler[RideStatusChanged]):
             self.match_together(rides)
 
     def _retry_batches(self) -> Iterator[list[RideState]]:
-        """Every waiting ride, in batches of BATCH_LIMIT (one in its first window too: matched now, it waits less)."""
+        """Every ride waiting longer than one window, in batches of BATCH_LIMIT.
+
+        A ride still in its first window is left to the stream loop, which is gathering it with
+        the other requests of that window: taken alone by a retry round, it would be matched
+        without them, which is what the window is there to avoid. One whose event did not
+        arrive (Redis was down) is older than a window by the next round, and tried here.
+        """
         batch: list[RideState] = []
-        for ride in waiting_rides(page_size=RETRY_PAGE):
+        for ride in waiting_rides(page_size=RETRY_PAGE, waiting_for=settings.RIDEHAIL_MATCH_WINDOW_SECONDS):
             batch.append(ride)
             if len(batch) == BATCH_LIMIT:
                 yield batch

@@ -2,7 +2,7 @@
 retried, however many others wait. The matcher is called in-process (as the rides worker
 would) over a real Redis holding the pool and the positions, and the real database."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -39,8 +39,16 @@ def riders(count: int, prefix: str) -> list[User]:
     return User.objects.bulk_create([User(username=f"{prefix}-{n:03d}", role=Role.RIDER) for n in range(count)])
 
 
+WAITED = 5  # seconds: longer than a matching window, shorter than the matching timeout
+
+
 def rides_for(people: list[User], pickup: tuple[float, float], *, drivers: list[User] | None = None) -> list[Ride]:
-    """Rides of these riders at `pickup`: requested, or (with `drivers`) assigned to them, one each."""
+    """Rides of these riders at `pickup`: requested, or (with `drivers`) assigned to them, one each.
+
+    Made WAITED seconds ago: a retry round leaves rides younger than the matching window to the
+    stream loop that gathers them (RideMatcher._retry_batches).
+    """
+    made = datetime.now(UTC) - timedelta(seconds=WAITED)
     rides = [
         Ride(
             rider=rider,
@@ -50,7 +58,9 @@ def rides_for(people: list[User], pickup: tuple[float, float], *, drivers: list[
             dropoff_lng=DROPOFF[1],
             status=RideStatus.ASSIGNED if drivers else RideStatus.REQUESTED,
             driver=drivers[n] if drivers else None,
-            assigned_at=datetime.now(UTC) if drivers else None,
+            assigned_at=made if drivers else None,
+            requested_at=made,
+            status_changed_at=made,
         )
         for n, rider in enumerate(people)
     ]
@@ -97,7 +107,7 @@ def test_a_ride_with_a_free_driver_is_matched_however_many_wait_elsewhere(redis_
 
 def test_a_retry_round_tries_rides_requested_in_the_same_instant_once_each(redis_client):
     """Keyset pages over (requested_at, id): rides sharing a timestamp are neither skipped nor tried twice."""
-    at = datetime.now(UTC)
+    at = datetime.now(UTC) - timedelta(seconds=WAITED)
     waiting = rides_for(riders(250, "same-instant"), PICKUP)
     Ride.objects.filter(pk__in=[ride.pk for ride in waiting]).update(requested_at=at, status_changed_at=at)
     drivers = make_drivers(250)
