@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from locations.selectors import nearby_drivers
+from locations.selectors import NearbyDriver, nearby_drivers
 from rides.assignment import Ask, least_total_distance
 from rides.events import Point, RideState
 from rides.pool import MATCHING_POOL
@@ -48,6 +48,18 @@ class Attempt:
     driver_id: uuid.UUID | None = None
 
 
+def pool_drivers_near(client: redis.Redis, pickup: Point, *, limit: int) -> list[NearbyDriver]:
+    """The matcher's one geo ask: the pool's drivers with a fresh position within the match radius, nearest first."""
+    return nearby_drivers(
+        client,
+        lat=pickup.lat,
+        lng=pickup.lng,
+        radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
+        limit=limit,
+        among=MATCHING_POOL,
+    )
+
+
 def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -> list[uuid.UUID]:
     """Up to `limit` free drivers in reach of the pickup, nearest first.
 
@@ -58,14 +70,7 @@ def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -
     """
     ask, checked, free = limit, set[uuid.UUID](), set[uuid.UUID]()
     while True:
-        near = nearby_drivers(
-            client,
-            lat=pickup.lat,
-            lng=pickup.lng,
-            radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
-            limit=ask,
-            among=MATCHING_POOL,
-        )
+        near = pool_drivers_near(client, pickup, limit=ask)
         ids = [entry.position.driver_id for entry in near]
         # A wider ask repeats the nearer drivers: the database is asked only about the new ones.
         if unchecked := [driver_id for driver_id in ids if driver_id not in checked]:
@@ -114,17 +119,7 @@ def free_drivers_near(
     the second value is False and a request left without a driver by the batch goes through
     `match()`, whose `candidates()` widens until it finds the free ones.
     """
-    near = [
-        nearby_drivers(
-            client,
-            lat=pickup.lat,
-            lng=pickup.lng,
-            radius_km=settings.RIDEHAIL_MATCH_RADIUS_KM,
-            limit=limit,
-            among=MATCHING_POOL,
-        )
-        for pickup in pickups
-    ]
+    near = [pool_drivers_near(client, pickup, limit=limit) for pickup in pickups]
     free = free_driver_ids(list({entry.position.driver_id for found in near for entry in found}))
     return [
         ([(e.position.driver_id, e.distance_km) for e in found if e.position.driver_id in free], len(found) < limit)
