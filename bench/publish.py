@@ -18,7 +18,7 @@ from bench.report import Progress, Section, Target, cli, markdown_table, progres
 COMMAND = ".venv/bin/python -m bench.publish"
 
 
-def _events(count: int) -> list:
+def status_events(count: int) -> list:
     from users.events import DriverStatusChanged
 
     driver = uuid.uuid4()
@@ -54,7 +54,7 @@ def run(
         client = worker_redis()
         results: dict[str, list[float]] = {"project": [], "raw": []}
         for round_number in range(1, rounds + 1):
-            batch = _events(events)
+            batch = status_events(events)
             client.flushall()
             results["project"].append(project_rate(client, batch))
             results["raw"].append(raw_rate(client, [event.to_json() for event in batch]))

@@ -12,7 +12,7 @@ import redis
 
 from bench.common import PrivateRedis, median, temp_sqlite_url
 from bench.django_env import setup_django
-from bench.publish import _events
+from bench.publish import status_events
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 
 COMMAND = ".venv/bin/python -m bench.publish_cluster"
@@ -55,7 +55,7 @@ def run(
             results: dict[str, list[float]] = {"single": [], "cluster": []}
             for round_number in range(1, rounds + 1):
                 for name in ("single", "cluster"):
-                    results[name].append(project_rate(clients[name], _events(events), cluster=name == "cluster"))
+                    results[name].append(project_rate(clients[name], status_events(events), cluster=name == "cluster"))
                 report(
                     f"publish on a cluster: round {round_number}/{rounds}: single {results['single'][-1]:,.0f}/s, "
                     f"cluster {results['cluster'][-1]:,.0f}/s"

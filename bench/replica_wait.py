@@ -7,34 +7,17 @@ EVALSHA, no WAIT, no ROLE) as the anchor; one process, sequential, alternating r
 """
 
 import time
-import uuid
-from datetime import UTC, datetime
 from functools import partial
 
 import redis
 
 from bench.common import PrivateRedis, median, temp_sqlite_url, wait_until
 from bench.django_env import setup_django
+from bench.publish import project_rate as script_rate
+from bench.publish import status_events
 from bench.report import Progress, Section, cli, markdown_table, progress
 
 COMMAND = ".venv/bin/python -m bench.replica_wait"
-
-
-def _events(count: int) -> list:
-    from users.events import DriverStatusChanged
-
-    driver = uuid.uuid4()
-    return [DriverStatusChanged(driver, n % 2 == 1, datetime.now(UTC), uuid.uuid4(), n + 1) for n in range(count)]
-
-
-def script_rate(client: redis.Redis, events: list) -> float:
-    from ridehail.events.publisher import publish_once
-    from users.events import DRIVER_STATUS
-
-    started = time.perf_counter()
-    for event in events:
-        publish_once(client, topic=DRIVER_STATUS, key=event.key, version=event.version, payload=event.to_json())
-    return len(events) / (time.perf_counter() - started)
 
 
 UNCONFIRMED: list[int] = []  # events whose WAIT ran out its bound (the replica was too slow)
@@ -79,10 +62,10 @@ def run(
         for round_number in range(1, rounds + 1):
             without.flushall()
             with_replica.flushall()
-            results["script"].append(script_rate(without, _events(events)))
+            results["script"].append(script_rate(without, status_events(events)))
             without.flushall()
-            results["no replica"].append(path_rate(without, _events(events), expect="NO_REPLICA"))
-            results["replica"].append(path_rate(with_replica, _events(events), expect="YES"))
+            results["no replica"].append(path_rate(without, status_events(events), expect="NO_REPLICA"))
+            results["replica"].append(path_rate(with_replica, status_events(events), expect="YES"))
             report(
                 f"replica_wait: round {round_number}/{rounds}: "
                 + ", ".join(f"{name} {rates[-1]:,.0f}/s" for name, rates in results.items())
