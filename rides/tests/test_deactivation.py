@@ -39,7 +39,7 @@ def test_a_driver_deactivated_by_a_queryset_update_is_never_assigned(redis_clien
 
     assert match(redis_client, ride_state(ride)).outcome is Outcome.NO_DRIVER
     with pytest.raises(DriverUnavailable):  # the database refuses them, whoever asks
-        assign_ride(ride_id=ride.pk, driver_id=driver.pk)
+        assign_ride(ride_id=ride.pk, driver_id=driver.pk, pickup_distance_km=0.0)
     assert Ride.objects.get(pk=ride.pk).status == RideStatus.REQUESTED
 
 

@@ -192,9 +192,16 @@
     badge.textContent = driver.available ? "online" : "offline";
   }
 
+  // The pickup distance the matcher chose the driver at: "850 m", "1.2 km".
+  function distanceText(km) {
+    return km < 1 ? `${Math.round(km * 1000)} m` : `${km.toFixed(1)} km`;
+  }
+
   function rideLabel(ride) {
     const rider = ride.riderName || `rider ${ride.riderId.slice(0, 8)}`;
-    return ride.status === "assigned" ? `${rider} · ${nameOf(ride.driverId)} on the way` : `${rider} · waiting`;
+    if (ride.status !== "assigned") return `${rider} · waiting`;
+    const pickup = ride.pickupDistanceKm == null ? "" : ` · pickup ${distanceText(ride.pickupDistanceKm)}`;
+    return `${rider} · ${nameOf(ride.driverId)} on the way${pickup}`;
   }
 
   function rideRow(ride) {
