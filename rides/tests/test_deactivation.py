@@ -55,6 +55,7 @@ def test_a_retry_round_gives_their_ride_to_another_driver_and_a_rebuild_drops_th
     ride = Ride.objects.get(pk=ride.pk)
     # given back (version 2), matched again (3)
     assert (ride.status, ride.driver_id, ride.version) == (RideStatus.ASSIGNED, other.id, 3)
+    assert ride.pickup_distance_km == pytest.approx(0.3, abs=0.005)  # the other's, set as it was assigned
     MatchingPoolHandler(redis_client).rebuild()
     assert MATCHING_POOL.members(redis_client) == [str(other.id)]
 

@@ -248,6 +248,15 @@
 
   // -- the workers' health ------------------------------------------------------------------
 
+  // How a rides process matches: greedy (window 0), or batches and what the last one did.
+  function matcherText(matcher) {
+    if (!matcher.windowSeconds) return "matching: greedy (window 0), each request at once";
+    const last = matcher.lastBatch;
+    if (!last) return `matching: batched (window ${matcher.windowSeconds}s), no batch yet`;
+    const solve = Number(last.solveMs).toFixed(1);
+    return `matching: last batch ${last.size} → ${last.assigned} assigned, solve ${solve} ms at ${timeOf(last.at)}`;
+  }
+
   function renderHealth(health) {
     lastHealthAt = Date.now();
     const items = [];
@@ -256,7 +265,12 @@
       const down = worker.processes.length === 0;
       bad = bad || down;
       const where = worker.processes.map((p) => `${p.transport} · ${p.host}/${p.pid}`).join(", ");
-      items.push([`${worker.name}: ${down ? "not running" : `alive (${where})`}`, down, worker.name]);
+      items.push([`${worker.name}: ${down ? "not running" : `alive (${where})`}`, down, { worker: worker.name }]);
+      const matching = worker.processes.filter((p) => p.matcher);
+      for (const p of matching) {
+        const which = matching.length > 1 ? ` (${p.host}/${p.pid})` : "";
+        items.push([`${matcherText(p.matcher)}${which}`, false, { matcher: `${p.host}/${p.pid}` }]);
+      }
     }
     for (const group of health.groups) {
       const red = (group.lag ?? 0) > HEALTH_LIMITS.lag || group.pending > HEALTH_LIMITS.pending;
@@ -273,11 +287,11 @@
     items.push([`outbox: ${outbox.pending} waiting${outbox.pending ? `, oldest ${outbox.oldestAgeSeconds}s` : ""}`, stuck]);
     const list = $("health-items");
     list.replaceChildren(
-      ...items.map(([text, red, worker]) => {
+      ...items.map(([text, red, data]) => {
         const item = document.createElement("li");
         item.textContent = text;
         if (red) item.className = "red";
-        if (worker) item.dataset.worker = worker;
+        Object.assign(item.dataset, data);
         return item;
       }),
     );
