@@ -253,7 +253,7 @@
     if (!matcher.windowSeconds) return "matching: greedy (window 0), each request at once";
     const last = matcher.lastBatch;
     if (!last) return `matching: batched (window ${matcher.windowSeconds}s), no batch yet`;
-    const solve = Number(last.solveMs).toFixed(1);
+    const solve = last.solveMs < 0.1 ? "< 0.1" : Number(last.solveMs).toFixed(1); // a batch of one is near-instant
     return `matching: last batch ${last.size} → ${last.assigned} assigned, solve ${solve} ms at ${timeOf(last.at)}`;
   }
 
