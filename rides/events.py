@@ -5,15 +5,19 @@ committed with its outbox row, reaches the stream exactly once, and the rides wo
 it with a consumer group, acknowledging only after the match was tried.
 """
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from locations.events import LATITUDE, LONGITUDE
+from locations.positions import EARTH_RADIUS_KM
 from ridehail.events import wire
 from ridehail.events.topic import Topic
 from rides.models import RideStatus
+
+MAX_DISTANCE_KM = math.pi * EARTH_RADIUS_KM  # half the way round: no two points are farther apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,14 @@ class RideState:
     requested_at: datetime
     timestamp: datetime  # the last change
     version: int
+    pickup_distance_km: float | None  # the assigned driver's, when the matcher chose them
 
     def to_dict(self, **extra: Any) -> dict[str, Any]:
         return {
             "rideId": str(self.ride_id),
             "riderId": str(self.rider_id),
             "driverId": str(self.driver_id) if self.driver_id else None,
+            "pickupDistanceKm": self.pickup_distance_km,
             "status": str(self.status),
             "pickup": self.pickup.to_dict(),
             "dropoff": self.dropoff.to_dict(),
@@ -74,6 +80,14 @@ class RideStatusChanged:
         wire.UuidField("rideId", "The ride: the key (versions and order are per ride)."),
         wire.UuidField("riderId", "The rider who requested it.", repeats=True),
         wire.UuidField("driverId", "The assigned driver; null until assigned.", repeats=True, nullable=True),
+        wire.NumberField(
+            "pickupDistanceKm",
+            "How far the assigned driver was from the pickup when the matcher chose them (great-circle km, "
+            "what it minimises); null until assigned. Added later: absent in events published before it.",
+            low=0.0,
+            high=MAX_DISTANCE_KM,
+            nullable=True,
+        ),
         wire.ChoiceField("status", "The ride's status after the change.", choices=tuple(RideStatus.values)),
         wire.ObjectField("pickup", "Where the rider is picked up.", fields=Point.FIELDS),
         wire.ObjectField("dropoff", "Where the ride goes.", fields=Point.FIELDS),
@@ -104,6 +118,7 @@ class RideStatusChanged:
             ride_id=fields["rideId"],
             rider_id=fields["riderId"],
             driver_id=fields["driverId"],
+            pickup_distance_km=fields["pickupDistanceKm"],
             status=RideStatus(fields["status"]),
             pickup=Point.from_fields(fields["pickup"]),
             dropoff=Point.from_fields(fields["dropoff"]),

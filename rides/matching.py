@@ -26,7 +26,7 @@ from rides.assignment import Ask, least_total_distance
 from rides.events import Point, RideState
 from rides.pool import MATCHING_POOL
 from rides.selectors import free_driver_ids, still_requested
-from rides.services import DriverUnavailable, assign_ride, assign_rides, expire_ride
+from rides.services import Assignment, DriverUnavailable, assign_ride, assign_rides, expire_ride
 from users.selectors import usernames
 
 logger = logging.getLogger("rides")
@@ -60,8 +60,8 @@ def pool_drivers_near(client: redis.Redis, pickup: Point, *, limit: int) -> list
     )
 
 
-def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -> list[uuid.UUID]:
-    """Up to `limit` free drivers in reach of the pickup, nearest first.
+def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -> list[tuple[uuid.UUID, float]]:
+    """Up to `limit` free drivers in reach of the pickup, nearest first, as (driver, pickup distance in km).
 
     The geo index knows who is online and near (the pool's members with a fresh position),
     the database who is free (active, online, no assigned ride). When busy drivers crowd the
@@ -76,7 +76,7 @@ def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -
         if unchecked := [driver_id for driver_id in ids if driver_id not in checked]:
             free |= free_driver_ids(unchecked)
             checked.update(unchecked)
-        found = [driver_id for driver_id in ids if driver_id in free]
+        found = [(e.position.driver_id, e.distance_km) for e in near if e.position.driver_id in free]
         if len(found) >= limit or len(near) < ask:
             return found[:limit]
         ask *= WIDEN
@@ -90,15 +90,15 @@ def match(client: redis.Redis, ride: RideState) -> Attempt:
     """
     if overdue(ride):
         return _expire(ride.ride_id)
-    for driver_id in candidates(client, pickup=ride.pickup):
+    for driver_id, km in candidates(client, pickup=ride.pickup):
         try:
-            assigned = assign_ride(ride_id=ride.ride_id, driver_id=driver_id)
+            assigned = assign_ride(ride_id=ride.ride_id, driver_id=driver_id, pickup_distance_km=km)
         except DriverUnavailable:
             continue  # taken by another ride a moment ago, or gone offline: the next one
         if assigned is None:
             return Attempt(Outcome.NOT_WAITING)
         # Names for the person reading the log: one indexed query, once per assignment (not per event).
-        _log_assigned([(ride, driver_id, None)])
+        _log_assigned([(ride, driver_id, km)])
         return Attempt(Outcome.ASSIGNED, driver_id)
     return Attempt(Outcome.NO_DRIVER)
 
@@ -162,7 +162,7 @@ def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
     pairs = least_total_distance([Ask(ride, candidates) for ride, (candidates, _) in zip(waiting, found, strict=True)])
     solve_ms = (time.perf_counter() - started) * 1000
     by_id = {ride.ride_id: ride for ride in waiting}
-    assigned = {ride.id for ride in assign_rides([(pair.ride.ride_id, pair.driver) for pair in pairs])}
+    assigned = {ride.id for ride in assign_rides([Assignment(p.ride.ride_id, p.driver, p.distance_km) for p in pairs])}
     _log_assigned([(pair.ride, pair.driver, pair.distance_km) for pair in pairs if pair.ride.ride_id in assigned])
     taken = {pair.driver for pair in pairs if pair.ride.ride_id in assigned}
     for ride, (candidates, everyone) in zip(waiting, found, strict=True):
@@ -177,19 +177,19 @@ def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
     return Batch(size=len(rides), assigned=count, solve_ms=solve_ms, outcomes=outcomes)
 
 
-def _log_assigned(assignments: Sequence[tuple[RideState, uuid.UUID, float | None]]) -> None:
+def _log_assigned(assignments: Sequence[tuple[RideState, uuid.UUID, float]]) -> None:
     if not assignments:
         return
     # Names for the person reading the log: one indexed query per batch (not per event).
     names = usernames([person for ride, driver_id, _ in assignments for person in (driver_id, ride.rider_id)])
     for ride, driver_id, km in assignments:
         logger.info(
-            "ride %s assigned to driver %s (%s, rider %s)%s",
+            "ride %s assigned to driver %s (%s, rider %s), pickup %.2f km",
             ride.ride_id,
             driver_id,
             names.get(str(driver_id), "?"),
             names.get(str(ride.rider_id), "?"),
-            f", pickup {km:.2f} km" if km is not None else "",
+            km,
         )
 
 

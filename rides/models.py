@@ -39,6 +39,9 @@ class Ride(models.Model):
     dropoff_lng = models.FloatField()
     requested_at = models.DateTimeField(default=timezone.now)
     assigned_at = models.DateTimeField(null=True, blank=True)
+    # How far the driver was from the pickup when the matcher chose them (straight line, km):
+    # what the matcher minimised, kept with the assignment. Null until assigned (and when given back).
+    pickup_distance_km = models.FloatField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     # Grows by one on every change (1 when requested), so consumers drop anything older.
     version = models.PositiveIntegerField(default=1)

@@ -24,6 +24,7 @@ def ride_state(ride: Ride) -> RideState:
         requested_at=ride.requested_at,
         timestamp=ride.status_changed_at,
         version=ride.version,
+        pickup_distance_km=ride.pickup_distance_km,
     )
 
 

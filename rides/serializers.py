@@ -27,6 +27,11 @@ class RideSerializer(serializers.Serializer):
     rideId = serializers.UUIDField()
     riderId = serializers.UUIDField()
     driverId = serializers.UUIDField(allow_null=True, help_text="null until assigned")
+    pickupDistanceKm = serializers.FloatField(
+        allow_null=True,
+        min_value=0,
+        help_text="how far the assigned driver was from the pickup when matched (great-circle km); null until assigned",
+    )
     status = serializers.ChoiceField(choices=RideStatus.choices)
     pickup = PointSerializer()
     dropoff = PointSerializer()

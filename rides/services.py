@@ -39,6 +39,19 @@ class DriverUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class Assignment:
+    """One ride of a batch given to one driver, `pickup_distance_km` apart (as the matcher measured)."""
+
+    ride_id: uuid.UUID
+    driver_id: uuid.UUID
+    pickup_distance_km: float
+
+
+# What assigning a ride writes besides its status, and what giving it back clears: one UPDATE.
+ASSIGNMENT_FIELDS = ["driver", "assigned_at", "pickup_distance_km"]
+
+
+@dataclass(frozen=True)
 class Trip:
     pickup: Point
     dropoff: Point
@@ -68,9 +81,12 @@ def request_ride(*, rider_id: uuid.UUID, trip: Trip) -> Ride:
 
 
 @traced
-def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
+def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID, pickup_distance_km: float) -> Ride | None:
     """Give a requested ride to a driver; None if the ride is no longer waiting (or another
-    worker holds it right now). Raises DriverUnavailable if the driver cannot take it."""
+    worker holds it right now). Raises DriverUnavailable if the driver cannot take it.
+
+    `pickup_distance_km`: how far the driver is from the pickup, as the matcher measured it
+    when it chose them; kept with the assignment, in the same write."""
     try:
         with transaction.atomic():
             # SKIP LOCKED: a ride another worker is assigning is theirs; this one moves on.
@@ -89,9 +105,8 @@ def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
             )
             if not available:
                 raise DriverUnavailable(f"driver {driver_id} is not available")
-            ride.driver_id = driver_id
-            ride.assigned_at = timezone.now()
-            _change(ride, RideStatus.ASSIGNED, extra_fields=["driver", "assigned_at"])
+            ride.driver_id, ride.assigned_at, ride.pickup_distance_km = driver_id, timezone.now(), pickup_distance_km
+            _change(ride, RideStatus.ASSIGNED, extra_fields=ASSIGNMENT_FIELDS)
     except IntegrityError:
         # The partial unique index: the driver was given another ride a moment ago. The whole
         # transaction is rolled back; nothing of it happened.
@@ -100,8 +115,8 @@ def assign_ride(*, ride_id: uuid.UUID, driver_id: uuid.UUID) -> Ride | None:
 
 
 @traced
-def assign_rides(pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Ride]:
-    """A batch's assignments (ride, driver) in one transaction; returns the rides assigned.
+def assign_rides(pairs: Sequence[Assignment]) -> list[Ride]:
+    """A batch's assignments in one transaction; returns the rides assigned.
 
     The same checks as `assign_ride`, for many at once: rides still requested and not being
     assigned elsewhere (SKIP LOCKED), drivers active and online (their rows locked in id order,
@@ -112,15 +127,15 @@ def assign_rides(pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Ride]:
     """
     if not pairs:
         return []
-    driver_of = dict(pairs)
+    chosen = {pair.ride_id: pair for pair in pairs}
     try:
         with transaction.atomic():
             rides = list(
                 Ride.objects.select_for_update(skip_locked=True)
-                .filter(pk__in=list(driver_of), status=RideStatus.REQUESTED)
+                .filter(pk__in=list(chosen), status=RideStatus.REQUESTED)
                 .order_by("pk")
             )
-            wanted = [driver_of[ride.id] for ride in rides]
+            wanted = [chosen[ride.id].driver_id for ride in rides]
             available = set(
                 User.objects.select_for_update()
                 .filter(pk__in=wanted, role=Role.DRIVER, is_active=True, is_available=True)
@@ -129,16 +144,20 @@ def assign_rides(pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Ride]:
             )
             busy = Ride.objects.filter(driver_id__in=available, status=RideStatus.ASSIGNED)
             available -= set(busy.values_list("driver_id", flat=True))
-            assigned = [ride for ride in rides if driver_of[ride.id] in available]
+            assigned = [ride for ride in rides if chosen[ride.id].driver_id in available]
             now = timezone.now()
             for ride in assigned:
-                ride.driver_id, ride.assigned_at = driver_of[ride.id], now
-                _change(ride, RideStatus.ASSIGNED, extra_fields=["driver", "assigned_at"])
+                ride.driver_id, ride.pickup_distance_km = chosen[ride.id].driver_id, chosen[ride.id].pickup_distance_km
+                ride.assigned_at = now
+                _change(ride, RideStatus.ASSIGNED, extra_fields=ASSIGNMENT_FIELDS)
     except IntegrityError:
         assigned = []
-        for ride_id, driver_id in pairs:
+        for pair in pairs:
             try:
-                if (alone := assign_ride(ride_id=ride_id, driver_id=driver_id)) is not None:
+                alone = assign_ride(
+                    ride_id=pair.ride_id, driver_id=pair.driver_id, pickup_distance_km=pair.pickup_distance_km
+                )
+                if alone is not None:
                     assigned.append(alone)
             except DriverUnavailable:
                 continue
@@ -159,8 +178,8 @@ def release_ride(*, ride_id: uuid.UUID) -> Ride | None:
             ride.driver_id is not None and User.objects.filter(pk=ride.driver_id, is_active=True).exists()
         ):
             return None
-        ride.driver_id, ride.assigned_at = None, None
-        _change(ride, RideStatus.REQUESTED, extra_fields=["driver", "assigned_at"])
+        ride.driver_id, ride.assigned_at, ride.pickup_distance_km = None, None, None
+        _change(ride, RideStatus.REQUESTED, extra_fields=ASSIGNMENT_FIELDS)
     return ride
 
 

@@ -9,12 +9,15 @@
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from django.conf import settings
 
 from ridehail.events.handler import Handler, Transport
 from ridehail.events.tracing import span
+from ridehail.events.wire import format_timestamp
 from ridehail.events.worker import Worker
 from rides.events import RIDE_STATUS, RideState, RideStatusChanged
 from rides.matching import Outcome, match, match_batch
@@ -60,6 +63,7 @@ class RideMatcher(Handler[RideStatusChanged]):
     def __init__(self, client: redis.Redis) -> None:
         super().__init__(client)
         self.next_retry = 0.0
+        self.last_batch: dict[str, Any] | None = None  # read by the heartbeat thread: replaced, never changed
 
     def gather_seconds(self) -> float:
         """The window: the stream loop gathers requests this long before one `handle_batch` of them.
@@ -106,8 +110,18 @@ class RideMatcher(Handler[RideStatusChanged]):
             self.logger.info(
                 "matched a batch of %d: %d assigned, solved in %.1f ms", batch.size, batch.assigned, batch.solve_ms
             )
+            self.last_batch = {
+                "size": batch.size,
+                "assigned": batch.assigned,
+                "solve_ms": round(batch.solve_ms, 3),
+                "at": format_timestamp(datetime.now(UTC)),
+            }
             outcomes |= batch.outcomes
         return outcomes
+
+    def heartbeat(self) -> dict[str, Any]:
+        """How this process matches, and its last batch (a retry round's too): the dashboard's health strip."""
+        return {"matcher": {"window_s": settings.RIDEHAIL_MATCH_WINDOW_SECONDS, "last_batch": self.last_batch}}
 
     def on_idle(self) -> None:
         if time.monotonic() >= self.next_retry:

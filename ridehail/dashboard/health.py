@@ -2,7 +2,8 @@
 condensed into one frame that each web process computes every few seconds and shares.
 
 `workers` names every declared worker with its live processes (their heartbeats,
-ridehail/events/heartbeat.py): a worker with none is not running, whatever its transport."""
+ridehail/events/heartbeat.py): a worker with none is not running, whatever its transport. A rides
+process also says how it matches and what its last batch did (`matcher`)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,7 @@ def worker_processes(client: redis.Redis) -> list[dict[str, Any]]:
                     "host": process["host"],
                     "pid": process["pid"],
                     "lastSeenSeconds": process["last_seen_s"],
+                    "matcher": matcher_of(process),
                 }
                 for process in alive
                 if process["name"] == name
@@ -65,3 +67,25 @@ def worker_processes(client: redis.Redis) -> list[dict[str, Any]]:
         }
         for name in declared_workers()
     ]
+
+
+def matcher_of(process: dict[str, Any]) -> dict[str, Any] | None:
+    """A rides process's matching, as its heartbeat reports it (rides/subscribers.py); None for others.
+
+    `windowSeconds` 0 is greedy (no batches); `lastBatch` is None until the first batch.
+    """
+    matcher = process.get("matcher")
+    if not isinstance(matcher, dict):
+        return None
+    last = matcher.get("last_batch")
+    return {
+        "windowSeconds": matcher.get("window_s"),
+        "lastBatch": {
+            "size": last.get("size"),
+            "assigned": last.get("assigned"),
+            "solveMs": last.get("solve_ms"),
+            "at": last.get("at"),
+        }
+        if isinstance(last, dict)
+        else None,
+    }

@@ -8,7 +8,7 @@ client and a logger, and never looks anything up in an app.
 
 import enum
 import logging
-from typing import ClassVar, Generic
+from typing import Any, ClassVar, Generic
 
 import redis
 
@@ -75,6 +75,12 @@ class Handler(Generic[E]):
         """Periodic work of the handler's own (the matcher's retries), run by its loop at least
         once a second, between reads. Raise like `handle_batch`: an outage is waited out, anything
         else is logged and the loop goes on."""
+
+    def heartbeat(self) -> dict[str, Any]:
+        """Fields this handler adds to its process's heartbeat (`events status --json`, the dashboard's
+        health strip); nothing by default. Called from the heartbeat thread every few seconds, so it
+        returns what the handler already holds (JSON-serialisable), never asks Redis or the database."""
+        return {}
 
     def transport_for(self, requested: Transport) -> Transport:
         if not self.topic.durable:

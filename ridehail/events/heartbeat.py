@@ -1,6 +1,8 @@
 """Which worker processes are alive: each keeps a key fresh on its command connection.
 
-    ridehail:worker:<name>:<host>:<pid>   JSON {name, transport, host, pid, started}, expires after TTL_SECONDS
+    ridehail:worker:<name>:<host>:<pid>   JSON {name, transport, host, pid, started, ...what its handlers
+                                          report (Handler.heartbeat: the matcher's last batch)}, expires
+                                          after TTL_SECONDS
     ridehail:workers                      sorted set of those ids (score: last beat, for pruning), so a
                                           reader finds them without SCANning the keyspace
 
@@ -91,11 +93,13 @@ class HeartbeatThread(threading.Thread):
         transport: str,
         stop: threading.Event,
         turned_at: Callable[[], list[float]],
+        report: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         super().__init__(name=f"{name}:heartbeat", daemon=True)
         self.client = client
         self.stop = stop
         self.turned_at = turned_at  # when each read loop last came round (time.monotonic())
+        self.report = report  # what the process's handlers add to each beat
         self.info = {
             "name": name,
             "transport": transport,
@@ -113,10 +117,18 @@ class HeartbeatThread(threading.Thread):
                 logger.warning("a read loop has not come round for %.0fs: not reporting alive", since)
                 continue
             try:
-                beat(self.client, self.info)
+                beat(self.client, {**self._reported(), **self.info})
             except redis.RedisError as exc:
                 logger.warning("heartbeat failed (%s); trying again in %.0fs", exc, delay)
         try:
             forget(self.client, self.info)
         except redis.RedisError:
             pass  # the key expires by itself
+
+    def _reported(self) -> dict[str, Any]:
+        """The handlers' report; a bug in one costs the report, never the beat (the process is alive)."""
+        try:
+            return self.report()
+        except Exception:
+            logger.exception("a handler's heartbeat report failed; beating without it")
+            return {}

@@ -193,12 +193,18 @@ class VersionField(Field):
 class NumberField(Field):
     low: float = -math.inf
     high: float = math.inf
+    # A field added to a topic after its first release: null, or absent from the events published
+    # before it existed (a stream still holds those after a deploy), reads as None. Publishers send it.
+    nullable: bool = False
 
-    def read(self, data: dict[str, Any]) -> float:
+    def read(self, data: dict[str, Any]) -> float | None:
+        if self.nullable and data.get(self.name) is None:
+            return None
         return number_field(data, self.name, low=self.low, high=self.high)
 
     def value_schema(self) -> dict[str, Any]:
-        return {"type": "number", "minimum": self.low, "maximum": self.high}
+        kind = ["number", "null"] if self.nullable else "number"
+        return {"type": kind, "minimum": self.low, "maximum": self.high}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from importlib import import_module
+from typing import Any
 
 import redis
 from django.apps import apps
@@ -116,6 +117,7 @@ class Worker:
             transport=transport.value,
             stop=stop,
             turned_at=lambda: [reader.turned_at for reader in readers],
+            report=lambda: handlers_report(readers),
         )
         threads = [threading.Thread(target=reader.run, name=f"{self.name}:{reader.what}") for reader in readers]
         for thread in [relay, heartbeat, *threads]:
@@ -128,6 +130,15 @@ class Worker:
         relay.join(timeout=5)
         heartbeat.join(timeout=5)
         readers[0].logger.info("stopped")
+
+
+def handlers_report(readers: list[Reader]) -> dict[str, Any]:
+    """What every handler of this process adds to its heartbeat (`Handler.heartbeat`)."""
+    report: dict[str, Any] = {}
+    for reader in readers:
+        for runner in reader.runners:
+            report.update(runner.handler.heartbeat())
+    return report
 
 
 def declared_workers() -> dict[str, Worker]:

@@ -22,7 +22,9 @@ def test_the_driver_status_shape_is_what_its_serializers_document():
 
 
 def test_the_ride_shape_is_what_its_serializer_documents():
-    ride = RideState(uuid.uuid4(), uuid.uuid4(), None, RideStatus.REQUESTED, Point(1, 2), Point(3, 4), NOW, NOW, 1)
+    ride = RideState(
+        uuid.uuid4(), uuid.uuid4(), None, RideStatus.REQUESTED, Point(1, 2), Point(3, 4), NOW, NOW, 1, None
+    )
     assert set(ride.to_dict()) == set(RideSerializer().fields)
 
 

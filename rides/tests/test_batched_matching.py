@@ -2,6 +2,7 @@
 drivers by the least total pickup distance, with real workers, Redis and PostgreSQL; window 0
 is greedy; two matchers never give a driver twice; a matcher killed mid-batch loses nothing."""
 
+import json
 import random
 import signal
 import uuid
@@ -13,11 +14,16 @@ from django.utils import timezone
 
 from conftest import make_drivers, make_user
 from locations.positions import TRACKED_DRIVERS, Position, apply_positions
+from ridehail.dashboard.health import worker_processes
+from ridehail.events.heartbeat import alive_workers
+from ridehail.events.models import OutboxEvent
 from rides.assignment import Ask, greedy, least_total_distance
 from rides.events import RIDE_STATUS, Point
 from rides.models import Ride, RideStatus
 from rides.pool import MATCHING_POOL
-from rides.services import Trip, request_ride
+from rides.services import Trip, release_ride, request_ride
+from rides.subscribers import RideMatcher
+from rides.tests.test_matching_reach import riders, rides_for
 from tests.processes import wait_until
 from users.models import User
 from users.selectors import DriverState
@@ -114,6 +120,66 @@ def test_requests_of_one_window_share_the_drivers_window_zero_is_greedy(start_wo
     if window != "0":
         rides.wait_for_output("matched a batch of 2: 2 assigned")
         rides.wait_for_output(f"ride {second} assigned to driver {a.id} (driver-000, rider second), pickup 1.00 km")
+
+
+def test_a_batch_keeps_each_pickup_distance_and_tells_the_heartbeat(redis_client, settings):
+    """What the dashboard shows: each assignment's pickup distance (on the ride, in its event) and
+    the matcher's last batch (what its process's heartbeat reports), from one retry round in-process."""
+    postgres_only()
+    settings.RIDEHAIL_MATCH_WINDOW_SECONDS = 1
+    a, b = make_drivers(2)
+    place(redis_client, [a, b], [at_km(LINE["A"]), at_km(LINE["B"])])
+    (first,) = rides_for(riders(1, "first"), at_km(FIRST))  # waited longer than a window: a retry round's
+    (second,) = rides_for(riders(1, "second"), at_km(SECOND))
+    matcher = RideMatcher(redis_client)
+    assert matcher.heartbeat() == {"matcher": {"window_s": 1, "last_batch": None}}
+
+    matcher.retry_waiting()
+
+    first, second = Ride.objects.get(pk=first.pk), Ride.objects.get(pk=second.pk)
+    assert (first.driver_id, second.driver_id) == (b.id, a.id)  # together: 2 km + 1 km, not greedy's 1 + 4
+    assert first.pickup_distance_km == pytest.approx(2.0, abs=0.01)
+    assert second.pickup_distance_km == pytest.approx(1.0, abs=0.01)
+    # The events as committed (these rides were made in the database, so the relay publishes them).
+    events = [json.loads(row.payload) for row in OutboxEvent.objects.filter(topic=RIDE_STATUS.name)]
+    assigned = {event["rideId"]: event["pickupDistanceKm"] for event in events if event["status"] == "assigned"}
+    assert assigned == {str(first.pk): first.pickup_distance_km, str(second.pk): second.pickup_distance_km}
+    last = matcher.heartbeat()["matcher"]["last_batch"]
+    assert (last["size"], last["assigned"]) == (2, 2)
+    assert 0 <= last["solve_ms"] < 1000
+
+    User.objects.filter(pk=a.pk).update(is_active=False)
+    release_ride(ride_id=second.pk)  # given back: no driver, no distance
+    assert Ride.objects.get(pk=second.pk).pickup_distance_km is None
+
+
+def test_window_zero_tells_the_heartbeat_it_is_greedy(redis_client, settings):
+    settings.RIDEHAIL_MATCH_WINDOW_SECONDS = 0
+    assert RideMatcher(redis_client).heartbeat() == {"matcher": {"window_s": 0, "last_batch": None}}
+
+
+def test_the_rides_worker_heartbeat_carries_its_last_batch_to_the_health_strip(start_worker, redis_client):
+    """A real rides process: its batch reaches Redis with its next beat, and the dashboard's frame reads it."""
+    postgres_only()
+    a, b = make_drivers(2)
+    place(redis_client, [a, b], [at_km(LINE["A"]), at_km(LINE["B"])])
+    start_worker("rides", env={**FAST, "RIDEHAIL_MATCH_WINDOW_SECONDS": "2"})
+    people = make_user("first"), make_user("second")
+    rides = [ask_at(people[0], at_km(FIRST)), ask_at(people[1], at_km(SECOND))]
+    for ride_id in rides:
+        wait_until(lambda r=ride_id: driver_of(r), what="assigned")
+
+    def matcher() -> dict | None:
+        processes = next(w for w in worker_processes(redis_client) if w["name"] == "rides")["processes"]
+        return processes[0]["matcher"] if len(processes) == 1 else None
+
+    wait_until(lambda: (matcher() or {}).get("lastBatch"), timeout=15, what="the batch in a heartbeat")
+    reported = matcher()
+    assert reported is not None and reported["windowSeconds"] == 2
+    assert (reported["lastBatch"]["size"], reported["lastBatch"]["assigned"]) == (2, 2)
+    assert reported["lastBatch"]["solveMs"] >= 0
+    [beat] = [w for w in alive_workers(redis_client) if w["name"] == "rides"]
+    assert beat["matcher"]["last_batch"]["at"].endswith("Z")
 
 
 def test_two_matchers_never_give_a_driver_twice(start_worker, redis_client):

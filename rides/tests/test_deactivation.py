@@ -39,7 +39,7 @@ def test_a_driver_deactivated_by_a_queryset_update_is_never_assigned(redis_clien
 
     assert match(redis_client, ride_state(ride)).outcome is Outcome.NO_DRIVER
     with pytest.raises(DriverUnavailable):  # the database refuses them, whoever asks
-        assign_ride(ride_id=ride.pk, driver_id=driver.pk)
+        assign_ride(ride_id=ride.pk, driver_id=driver.pk, pickup_distance_km=0.0)
     assert Ride.objects.get(pk=ride.pk).status == RideStatus.REQUESTED
 
 
@@ -55,6 +55,7 @@ def test_a_retry_round_gives_their_ride_to_another_driver_and_a_rebuild_drops_th
     ride = Ride.objects.get(pk=ride.pk)
     # given back (version 2), matched again (3)
     assert (ride.status, ride.driver_id, ride.version) == (RideStatus.ASSIGNED, other.id, 3)
+    assert ride.pickup_distance_km == pytest.approx(0.3, abs=0.005)  # the other's, set as it was assigned
     MatchingPoolHandler(redis_client).rebuild()
     assert MATCHING_POOL.members(redis_client) == [str(other.id)]
 

@@ -159,7 +159,7 @@ def test_cancel_racing_assignment_never_leaves_a_driver_holding_a_cancelled_ride
         def assign(ride_id=ride.id, barrier=barrier) -> None:
             barrier.wait()
             try:
-                assign_ride(ride_id=ride_id, driver_id=driver.id)
+                assign_ride(ride_id=ride_id, driver_id=driver.id, pickup_distance_km=0.0)
             finally:
                 connections.close_all()
 

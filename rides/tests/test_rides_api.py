@@ -17,7 +17,18 @@ from users.services import set_driver_availability
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TRIP = {"pickup": {"lat": 52.52, "lng": 13.405}, "dropoff": {"lat": 52.5, "lng": 13.3}}
-RIDE_FIELDS = {"rideId", "riderId", "driverId", "status", "pickup", "dropoff", "requestedAt", "timestamp", "version"}
+RIDE_FIELDS = {
+    "rideId",
+    "riderId",
+    "driverId",
+    "pickupDistanceKm",
+    "status",
+    "pickup",
+    "dropoff",
+    "requestedAt",
+    "timestamp",
+    "version",
+}
 
 
 def request_ride(user, body=TRIP):
@@ -41,7 +52,7 @@ def rides_channel(redis_client):
 def assigned_ride(rider, driver, redis_client) -> dict:
     ride = requested(rider)
     set_driver_availability(driver_id=driver.id, available=True)
-    assert assign_ride(ride_id=uuid.UUID(ride["rideId"]), driver_id=driver.id) is not None
+    assert assign_ride(ride_id=uuid.UUID(ride["rideId"]), driver_id=driver.id, pickup_distance_km=1.25) is not None
     return ride
 
 
@@ -57,6 +68,7 @@ def test_a_rider_requests_a_ride_and_it_is_announced(rider, rides_channel, redis
 
     assert set(ride) == RIDE_FIELDS
     assert (ride["riderId"], ride["driverId"], ride["status"], ride["version"]) == (str(rider.id), None, "requested", 1)
+    assert ride["pickupDistanceKm"] is None  # until assigned
     assert (ride["pickup"], ride["dropoff"]) == (TRIP["pickup"], TRIP["dropoff"])
     event = rides_channel.next_event()
     assert event == {**ride, "eventId": event["eventId"]}
@@ -117,6 +129,7 @@ def test_a_ride_is_visible_to_its_rider_its_driver_and_staff_only(rider, driver,
     for user in (rider, driver, staff):
         response = client_for(user).get(path)
         assert (response.status_code, response.json()["status"]) == (200, "assigned")
+        assert response.json()["pickupDistanceKm"] == 1.25  # as the matcher measured it when it assigned
     assert client_for(other_driver).get(path).status_code == 404
     assert client_for(make_user("stranger")).get(path).status_code == 404
     assert client_for(rider).get(f"/api/rides/{uuid.uuid4()}").status_code == 404

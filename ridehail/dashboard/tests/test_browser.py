@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from conftest import PASSWORD, make_drivers, make_user
 from locations.positions import TRACKED_DRIVERS
 from rides.events import Point
+from rides.models import Ride
 from rides.services import Trip, request_ride
 from tests.processes import wait_until
 from tests.servers import AsgiServer, manage_py
@@ -306,10 +307,19 @@ def test_the_map_shows_drivers_and_a_ride_that_turns_assigned(browser, redis_cli
         row = page.locator(f'#rides li[data-ride-id="{ride["rideId"]}"]')
         expect(row).to_have_attribute("data-status", "assigned", timeout=10_000)  # requested, then assigned
         expect(row).to_contain_text("rosa")
+        # The pickup distance the matcher chose amara at, as the ride's event carried it (~13 m).
+        km = Ride.objects.get(pk=ride["rideId"]).pickup_distance_km
+        assert km is not None and km < 0.05
+        expect(row).to_contain_text(f"amara on the way · pickup {int(km * 1000 + 0.5)} m")  # as Math.round
         expect(page.locator("#busy-count")).to_have_text("1")
         expect(page.locator("#feed")).to_contain_text("ride for rosa requested")
         expect(page.locator("#feed")).to_contain_text("ride for rosa assigned")
         assert marker_state(page, drivers["amara"]) == "busy"  # the nearest
+        # The matcher's last batch (the default window batches), with the rides process's next beat.
+        matching = page.locator("#health-items li[data-matcher]")
+        expect(matching).to_contain_text(
+            re.compile(r"matching: last batch 1 → 1 assigned, solve (< 0\.1|\d+\.\d) ms at \d"), timeout=20_000
+        )
         page.screenshot(path=screenshot_path("dashboard.png", tmp_path))
 
         toggle_through_the_api(server, "farah")  # goes offline
@@ -323,7 +333,7 @@ def test_the_health_strip_shows_a_stopped_workers_lag_rising(browser, redis_clie
     make_user("operator", is_staff=True)
     [driver] = make_drivers(1)
     start_worker("locations")
-    worker = start_worker("rides", "--transport", "stream")
+    worker = start_worker("rides", "--transport", "stream", env={"RIDEHAIL_MATCH_WINDOW_SECONDS": "0"})
     server = AsgiServer(env=NO_TILES).start()
     try:
         page = browser.new_page()
@@ -334,6 +344,9 @@ def test_the_health_strip_shows_a_stopped_workers_lag_rising(browser, redis_clie
         rides = page.locator("#health-items li[data-worker=rides]")
         expect(rides).to_have_text(f"rides: alive (stream · {socket.gethostname()}/{worker.process.pid})")
         expect(page.locator("#health-items li[data-worker=locations]")).to_contain_text("locations: alive (pubsub")
+        expect(page.locator("#health-items li[data-matcher]")).to_have_text(  # window 0: no batches to show
+            "matching: greedy (window 0), each request at once"
+        )
         expect(page.locator("#health")).to_have_attribute("data-state", "ok")
 
         worker.signal(signal.SIGSTOP)  # stuck: reads nothing, acknowledges nothing

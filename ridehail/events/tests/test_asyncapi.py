@@ -10,6 +10,7 @@ from locations.events import DRIVER_LOCATION
 from ridehail.catalogue import DOCUMENT_PATH, event_catalogue, render_document
 from ridehail.events import asyncapi, wire
 from ridehail.events.topic import declared_topics
+from rides.events import RIDE_STATUS
 from tests.catalogue import assert_matches_catalogue
 from users.events import DRIVER_STATUS, DriverStatusChanged
 
@@ -107,6 +108,40 @@ def test_a_valid_message_passes_both():
     assert DRIVER_STATUS.parse(message).version == 7
 
 
+GOOD_RIDE = {
+    "rideId": "5a0f1d7e-2b1c-4c8e-9a4f-3e2d1c0b9a87",
+    "riderId": "9c8b7a6f-5e4d-4c3b-8a2f-1e0d9c8b7a6f",
+    "driverId": DRIVER,
+    "pickupDistanceKm": 1.25,
+    "status": "assigned",
+    "pickup": {"lat": 52.52, "lng": 13.405},
+    "dropoff": {"lat": 52.5, "lng": 13.3},
+    "requestedAt": "2026-02-01T11:59:58.000001Z",
+    "timestamp": "2026-02-01T12:00:00.123456Z",
+    "version": 2,
+    "eventId": "0b6f3c1e-8f0a-4a4e-9d4b-2f9e8f7a6c5d",
+}
+
+
+@pytest.mark.parametrize("value", [-0.5, "1.25", True, 1e6])
+def test_a_pickup_distance_that_is_not_one_is_refused_by_both(value):
+    message = json.dumps({**GOOD_RIDE, "pickupDistanceKm": value})
+    with pytest.raises(wire.InvalidEvent):
+        RIDE_STATUS.parse(message)
+    with pytest.raises(AssertionError, match="does not match the event catalogue"):
+        assert_matches_catalogue(RIDE_STATUS.channel, message)
+
+
+def test_a_ride_event_from_before_the_pickup_distance_reads_as_null():
+    """A field added later: a stream still holds events published without it after a deploy, and
+    the matcher must not dead-letter a request for that. Null is what it means: not known."""
+    older = {key: value for key, value in GOOD_RIDE.items() if key != "pickupDistanceKm"}
+    assert RIDE_STATUS.parse(json.dumps(older)).ride.pickup_distance_km is None
+    requested = {**GOOD_RIDE, "driverId": None, "pickupDistanceKm": None, "status": "requested", "version": 1}
+    assert RIDE_STATUS.parse(json.dumps(requested)).ride.pickup_distance_km is None
+    assert assert_matches_catalogue(RIDE_STATUS.stream, json.dumps(requested))["version"] == 1
+
+
 class TaggedTopic:
     """A durable topic as it will be named on a cluster (not declared: declaring binds its event class)."""
 
@@ -134,6 +169,7 @@ def test_a_hash_tagged_stream_name_is_declared_as_a_parameter_of_one_value():
             DRIVER_LOCATION,
             {"driverId": DRIVER, "lat": 52.52, "lng": 13.405, "timestamp": "2026-02-01T12:00:00.123456Z"},
         ),
+        (RIDE_STATUS, GOOD_RIDE),
     ],
 )
 def test_an_event_read_through_its_fields_renders_back_the_same(topic, message):

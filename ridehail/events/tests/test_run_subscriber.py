@@ -193,3 +193,31 @@ def test_a_worker_whose_read_loop_hangs_stops_reporting_alive(redis_client, capl
     finally:
         stop.set()
         beat.join(timeout=5)
+
+
+def test_a_beat_carries_what_the_handlers_report_and_a_failing_report_costs_only_the_report(redis_client, caplog):
+    """`Handler.heartbeat()` (the matcher's last batch) rides on the beat; the process's own fields win."""
+    stop = threading.Event()
+    beat = HeartbeatThread(
+        redis_client,
+        name="reporting",
+        transport="pubsub",
+        stop=stop,
+        turned_at=lambda: [time.monotonic()],
+        report=lambda: {"matcher": {"window_s": 0.5}, "pid": -1},
+    )
+    beat.start()
+    try:
+        wait_until(lambda: alive_pids(redis_client, "reporting"), what="the first beat")
+        [info] = [w for w in alive_workers(redis_client) if w["name"] == "reporting"]
+        assert (info["matcher"], info["pid"]) == ({"window_s": 0.5}, beat.info["pid"])
+    finally:
+        stop.set()
+        beat.join(timeout=5)
+
+    def broken() -> dict:
+        raise ZeroDivisionError("a handler's bug")
+
+    failing = HeartbeatThread(redis_client, name="failed", transport="pubsub", stop=stop, turned_at=list, report=broken)
+    assert failing._reported() == {}  # the beat goes out without it: the process is alive
+    assert "heartbeat report failed" in caplog.text

@@ -192,9 +192,16 @@
     badge.textContent = driver.available ? "online" : "offline";
   }
 
+  // The pickup distance the matcher chose the driver at: "850 m", "1.2 km".
+  function distanceText(km) {
+    return km < 1 ? `${Math.round(km * 1000)} m` : `${km.toFixed(1)} km`;
+  }
+
   function rideLabel(ride) {
     const rider = ride.riderName || `rider ${ride.riderId.slice(0, 8)}`;
-    return ride.status === "assigned" ? `${rider} · ${nameOf(ride.driverId)} on the way` : `${rider} · waiting`;
+    if (ride.status !== "assigned") return `${rider} · waiting`;
+    const pickup = ride.pickupDistanceKm == null ? "" : ` · pickup ${distanceText(ride.pickupDistanceKm)}`;
+    return `${rider} · ${nameOf(ride.driverId)} on the way${pickup}`;
   }
 
   function rideRow(ride) {
@@ -241,6 +248,15 @@
 
   // -- the workers' health ------------------------------------------------------------------
 
+  // How a rides process matches: greedy (window 0), or batches and what the last one did.
+  function matcherText(matcher) {
+    if (!matcher.windowSeconds) return "matching: greedy (window 0), each request at once";
+    const last = matcher.lastBatch;
+    if (!last) return `matching: batched (window ${matcher.windowSeconds}s), no batch yet`;
+    const solve = last.solveMs < 0.1 ? "< 0.1" : Number(last.solveMs).toFixed(1); // a batch of one is near-instant
+    return `matching: last batch ${last.size} → ${last.assigned} assigned, solve ${solve} ms at ${timeOf(last.at)}`;
+  }
+
   function renderHealth(health) {
     lastHealthAt = Date.now();
     const items = [];
@@ -249,7 +265,12 @@
       const down = worker.processes.length === 0;
       bad = bad || down;
       const where = worker.processes.map((p) => `${p.transport} · ${p.host}/${p.pid}`).join(", ");
-      items.push([`${worker.name}: ${down ? "not running" : `alive (${where})`}`, down, worker.name]);
+      items.push([`${worker.name}: ${down ? "not running" : `alive (${where})`}`, down, { worker: worker.name }]);
+      const matching = worker.processes.filter((p) => p.matcher);
+      for (const p of matching) {
+        const which = matching.length > 1 ? ` (${p.host}/${p.pid})` : "";
+        items.push([`${matcherText(p.matcher)}${which}`, false, { matcher: `${p.host}/${p.pid}` }]);
+      }
     }
     for (const group of health.groups) {
       const red = (group.lag ?? 0) > HEALTH_LIMITS.lag || group.pending > HEALTH_LIMITS.pending;
@@ -266,11 +287,11 @@
     items.push([`outbox: ${outbox.pending} waiting${outbox.pending ? `, oldest ${outbox.oldestAgeSeconds}s` : ""}`, stuck]);
     const list = $("health-items");
     list.replaceChildren(
-      ...items.map(([text, red, worker]) => {
+      ...items.map(([text, red, data]) => {
         const item = document.createElement("li");
         item.textContent = text;
         if (red) item.className = "red";
-        if (worker) item.dataset.worker = worker;
+        Object.assign(item.dataset, data);
         return item;
       }),
     );
