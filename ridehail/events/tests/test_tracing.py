@@ -52,6 +52,17 @@ def one(spans: list[ReceivedSpan], name: str, **attributes: object) -> ReceivedS
     return found[0]
 
 
+def first_publishes(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    """The first publish span of each event, in order. A relay round that meets a committed row
+    before its request marked it publishes it again (at least once: same eventId, and the key's
+    mark makes the script drop the copy), so an event may have a second span in its trace."""
+    first: dict[object, ReceivedSpan] = {}
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        if span.name == name:
+            first.setdefault(span.attributes["messaging.message.id"], span)
+    return list(first.values())
+
+
 def assert_chain(*spans: ReceivedSpan) -> None:
     """Each span is the child of the one before it, and starts no earlier."""
     for parent, child in itertools.pairwise(spans):
@@ -98,7 +109,7 @@ def test_a_status_change_and_a_ride_request_are_one_trace_each_from_the_request_
         )
         request = one(journey, "PUT /api/users/driver-status")
         service = one(journey, "users.services.set_driver_availability")
-        publish = one(journey, "publish driver-status-changed")
+        [publish] = first_publishes(journey, "publish driver-status-changed")
         process = one(journey, "process driver-status-changed")
         assert_chain(request, service, publish, process)
         assert (request.service, request.kind, request.attributes["http.response.status_code"]) == (
@@ -142,9 +153,7 @@ def test_a_status_change_and_a_ride_request_are_one_trace_each_from_the_request_
         )
         request = one(journey, "POST /api/rides")
         service = one(journey, "rides.services.request_ride")
-        requested, assigned = sorted(
-            (span for span in journey if span.name == "publish ride-status-changed"), key=lambda s: s.start_ns
-        )
+        requested, assigned = first_publishes(journey, "publish ride-status-changed")
         process = one(
             journey,
             "process ride-status-changed",
