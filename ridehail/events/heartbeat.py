@@ -31,6 +31,8 @@ STALL_SECONDS = 60.0  # a read loop that has not come round for this long is hun
 INDEX = "ridehail:workers"
 KEY_PREFIX = "ridehail:worker:"
 FORGET_AFTER_SECONDS = 3600.0  # ids of processes gone this long leave the index
+# What every beat says of its process (alive_workers adds last_seen_s); the rest is its handlers' report.
+PROCESS_FIELDS = frozenset({"name", "transport", "host", "pid", "started", "last_seen_s"})
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,10 @@ import random
 import signal
 import uuid
 from collections import Counter
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -180,6 +182,9 @@ def test_the_rides_worker_heartbeat_carries_its_last_batch_to_the_health_strip(s
     assert reported["lastBatch"]["solveMs"] >= 0
     [beat] = [w for w in alive_workers(redis_client) if w["name"] == "rides"]
     assert beat["matcher"]["last_batch"]["at"].endswith("Z")
+    out = StringIO()
+    call_command("events", "status", stdout=out)  # the operator's view prints what the handlers report
+    assert '    matcher: {"last_batch": {"assigned": 2, ' in out.getvalue()
 
 
 def test_two_matchers_never_give_a_driver_twice(start_worker, redis_client):

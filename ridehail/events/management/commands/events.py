@@ -11,7 +11,7 @@ from django.db import Error as DatabaseError
 
 from ridehail.events import offsets
 from ridehail.events.connection import worker_redis
-from ridehail.events.heartbeat import alive_workers
+from ridehail.events.heartbeat import PROCESS_FIELDS, alive_workers
 from ridehail.events.status import dead_letters, outbox_status, replay_dead_letters, topic_status
 from ridehail.events.topic import Topic, declared_topics, get_topic
 
@@ -151,6 +151,10 @@ class Command(BaseCommand):
                 f"  {worker['name']} ({worker['transport']}) on {worker['host']}/{worker['pid']}: "
                 f"last seen {worker['last_seen_s']:.1f}s ago, started {worker['started']}"
             )
+            # What the process's handlers report besides (Handler.heartbeat: the matcher's last batch).
+            for field, value in worker.items():
+                if field not in PROCESS_FIELDS:
+                    self.stdout.write(f"    {field}: {json.dumps(value, sort_keys=True)}")
 
     def _alive(self, client: redis.Redis, name: str, *, host: str | None) -> None:
         try:
