@@ -133,8 +133,13 @@ def test_two_matchers_never_give_a_driver_twice(start_worker, redis_client):
     assigned = Ride.objects.filter(pk__in=ride_ids, status=RideStatus.ASSIGNED).values_list("driver_id", flat=True)
     assert sorted(Counter(assigned).values()) == [1] * 60  # each driver exactly once
     assert Ride.objects.filter(status=RideStatus.REQUESTED).count() == 140
-    lines = [line for worker in workers for line in worker.output.splitlines() if " assigned to driver " in line]
-    assert len(lines) == 60
+
+    # Each worker logs its assignments after they commit: wait for the lines, then count them.
+    def lines() -> list[str]:
+        return [line for worker in workers for line in worker.output.splitlines() if " assigned to driver " in line]
+
+    wait_until(lambda: len(lines()) >= 60, timeout=10, what="the assignments logged")
+    assert len(lines()) == 60
 
 
 def test_a_matcher_killed_mid_batch_loses_no_request(start_worker, redis_client):
