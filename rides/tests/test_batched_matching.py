@@ -90,6 +90,24 @@ def test_a_request_with_nobody_in_reach_is_left_out_and_the_others_still_served(
     assert {(p.ride, p.driver) for p in pairs} == {("r1", "b"), ("r2", "a")}
 
 
+def test_when_not_every_request_can_be_served_the_most_are_then_the_least_distance():
+    # r1 and r2 both have only A: no full matching, the solver's "nobody" columns decide. Served
+    # most: two (r3 taking its nearer A would serve one); of those, the least total: r2 on A.
+    asks = [Ask("r1", [("A", 1.0)]), Ask("r2", [("A", 0.5)]), Ask("r3", [("B", 2.0), ("A", 0.1)])]
+
+    pairs = least_total_distance(asks)
+
+    assert {(p.ride, p.driver, p.distance_km) for p in pairs} == {("r2", "A", 0.5), ("r3", "B", 2.0)}
+
+
+def test_more_requests_than_drivers_every_driver_goes_where_the_total_is_least():
+    asks = [Ask("r1", [("A", 1.0), ("B", 1.0)]), Ask("r2", [("A", 0.2)]), Ask("r3", [("B", 0.0)])]
+
+    pairs = least_total_distance(asks)
+
+    assert {(p.ride, p.driver, p.distance_km) for p in pairs} == {("r2", "A", 0.2), ("r3", "B", 0.0)}
+
+
 @pytest.mark.parametrize(
     ("window", "expected"),
     [("0", {"first": "A", "second": "B"}), ("3", {"first": "B", "second": "A"})],
