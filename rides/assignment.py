@@ -12,12 +12,13 @@ benchmark (bench/matching_quality.py) run the very same decisions.
 
 The solver is scipy's `min_weight_full_bipartite_matching` (LAPJVsp, sparse): each request
 lists only its nearest free drivers (the geo index prunes them), so the matrix has
-requests x candidates entries, not requests x drivers. It solves first without anything
-else: when every request (or every driver, when drivers are fewer) can be matched, that is
-the answer. Only when no such full matching exists (the solver raises ValueError) does each
-request also get a "nobody" column costing more than any real assignment can, so a full
-matching exists, and using one only when no real driver is left for the request maximises
-how many are served. The figures are in BENCHMARKS.md ("Matching quality").
+requests x candidates entries, not requests x drivers. Each request also gets a "nobody"
+column costing more than any real assignment can, so a full matching always exists, and
+using one only when no real driver is left for the request maximises how many are served.
+Solving without them first (when a full matching of the requests exists) was measured and not
+kept: ~20% faster at 500 requests x 1,000 drivers, 4-8x slower at 200 requests for 200
+drivers (LAPJVsp on a tight square problem: 13-30 ms median, up to 60 ms). The figures are in
+BENCHMARKS.md ("Matching quality").
 """
 
 from collections.abc import Hashable, Sequence
@@ -92,43 +93,30 @@ def least_total_distance(asks: Sequence[Ask[R, D]]) -> list[Pair[R, D]]:
     drivers = list(dict.fromkeys(flat))
     column = {driver: col for col, driver in enumerate(drivers)}
     n, m = len(asks), len(drivers)
-    # The matrix in CSR form directly: a request's candidates are its row, in the order listed,
-    # and a request lists a driver once (the geo index's answer), so no entry is summed.
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum([len(ask.candidates) for ask in asks], out=indptr[1:])
+    # The matrix in CSR form directly: a request's candidates are its row, in the order listed
+    # (a request lists a driver once, the geo index's answer, so no entry is summed), then its
+    # "nobody" column m + row.
+    counts = np.fromiter(map(len, (ask.candidates for ask in asks)), dtype=np.int64, count=n)
+    ends = np.cumsum(counts)
     cols = np.fromiter(map(column.__getitem__, flat), dtype=np.int64, count=len(flat))
     distances = np.asarray(kms, dtype=np.float64)
-    costs = distances + _ZERO
-    try:
-        # When every request (or, with more requests than drivers, every driver) can be served,
-        # the full matching is the answer without the "nobody" columns: n fewer columns and edges.
-        matched_rows, matched_cols = min_weight_full_bipartite_matching(csr_matrix((costs, cols, indptr), shape=(n, m)))
-    except ValueError:  # no full matching: some requests must go without, the "nobody" columns choose which
-        matched_rows, matched_cols = _with_nobody_columns(costs, cols, indptr, n, m)
-    # Each matched request's distance from the arrays built above (a request lists a driver once,
-    # so each matched row has one edge to its column), not by the sparse matrix's fancy indexing.
+    matrix = csr_matrix(
+        (
+            np.insert(distances + _ZERO, ends, _NOBODY),
+            np.insert(cols, ends, np.arange(m, m + n)),
+            np.concatenate([[0], ends + np.arange(1, n + 1)]),
+        ),
+        shape=(n, m + n),
+    )
+    matched_rows, matched_cols = min_weight_full_bipartite_matching(matrix)
+    # Each matched request's distance from the arrays built above (each served row has one entry
+    # in its driver's column), not read back by the sparse matrix's fancy indexing.
     chosen = np.full(n, -1, dtype=np.int64)
-    chosen[matched_rows] = matched_cols
-    rows = np.repeat(np.arange(n), np.diff(indptr))
+    served = matched_cols < m
+    chosen[matched_rows[served]] = matched_cols[served]
+    rows = np.repeat(np.arange(n), counts)
     used = cols == chosen[rows]
     return [
         Pair(asks[row].ride, drivers[col], km)
         for row, col, km in zip(rows[used].tolist(), cols[used].tolist(), distances[used].tolist(), strict=True)
     ]
-
-
-def _with_nobody_columns(
-    costs: np.ndarray, cols: np.ndarray, indptr: np.ndarray, n: int, m: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The matching when not every request can have a driver: each request also gets a column
-    of its own costing more than any real assignment can, so a full matching exists, and using one
-    only when no real driver is left for the request maximises how many are served."""
-    counts = np.diff(indptr)
-    ends = indptr[1:]
-    # Each row's entries, then its "nobody" column m + row: inserted at the end of each row.
-    costs = np.insert(costs, ends, _NOBODY)
-    cols = np.insert(cols, ends, np.arange(m, m + n))
-    indptr = np.concatenate([[0], np.cumsum(counts + 1)])
-    matched_rows, matched_cols = min_weight_full_bipartite_matching(csr_matrix((costs, cols, indptr), shape=(n, m + n)))
-    served = matched_cols < m
-    return matched_rows[served], matched_cols[served]
