@@ -3,9 +3,8 @@
 Runs the worker's own decisions (rides/assignment.py) on a seeded simulated city with a
 virtual clock, so both matchers see exactly the same requests and driver positions, and a
 run takes seconds, not hours. Batched is what `match_batch` does: the least total distance
-over each request's nearest free drivers (`candidates_per_request`: 20 each for 500 requests,
-up to 100 each for small batches), then the nearest free driver for a request the batch left
-out (the worker's `match()` fallback).
+over each request's CANDIDATES (20) nearest free drivers, the worker's figure, then the
+nearest free driver for a request the batch left out (the worker's `match()` fallback).
 
 One window: 200 free drivers in a 6 km square, N requests at once (radius 5 km): greedy in
 arrival order vs one batch, pickups pooled over `--batches` seeded windows (100; --full 400),
@@ -37,7 +36,7 @@ from scipy.optimize import linear_sum_assignment
 
 from bench.report import Progress, Section, Target, cli, markdown_table, progress
 from ridehail.events.runner import fewer_gc_pauses
-from rides.assignment import Ask, Pair, candidates_per_request, greedy, least_total_distance
+from rides.assignment import CANDIDATES, Ask, Pair, greedy, least_total_distance
 
 COMMAND = ".venv/bin/python -m bench.matching_quality"
 RADIUS_KM = 5.0  # RIDEHAIL_MATCH_RADIUS_KM's default
@@ -73,10 +72,8 @@ def asks_for(requests: list[tuple[int, Spot]], free: dict[int, Spot]) -> list[As
 
 
 def batched(asks: list[Ask[int, int]]) -> list[Pair[int, int]]:
-    """What `match_batch` decides: the optimum over each request's nearest `candidates_per_request`
-    (the worker's geo ask, the same rule), then greedy for the rest."""
-    limit = candidates_per_request(len(asks))
-    pairs = least_total_distance([Ask(ask.ride, ask.candidates[:limit]) for ask in asks])
+    """What `match_batch` decides: the optimum over each request's nearest CANDIDATES, then greedy for the rest."""
+    pairs = least_total_distance([Ask(ask.ride, ask.candidates[:CANDIDATES]) for ask in asks])
     taken, served = {p.driver for p in pairs}, {p.ride for p in pairs}
     rest = [Ask(a.ride, [c for c in a.candidates if c[0] not in taken]) for a in asks if a.ride not in served]
     return pairs + greedy(rest)
@@ -201,7 +198,7 @@ def solve_times(rounds: int) -> dict[str, tuple[list[float], list[float]]]:
     rng = random.Random(500)
     free = {d: (rng.uniform(0, 10), rng.uniform(0, 10)) for d in range(1000)}
     requests = [(r, (rng.uniform(0, 10), rng.uniform(0, 10))) for r in range(500)]
-    asks = [Ask(a.ride, a.candidates[: candidates_per_request(500)]) for a in asks_for(requests, free)]
+    asks = [Ask(a.ride, a.candidates[:CANDIDATES]) for a in asks_for(requests, free)]
     times = {}
     for mode in ("default gc", "worker gc"):
         if mode == "worker gc":

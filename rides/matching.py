@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from locations.selectors import NearbyDriver, nearby_drivers
-from rides.assignment import CANDIDATES, Ask, candidates_per_request, least_total_distance
+from rides.assignment import CANDIDATES, Ask, least_total_distance
 from rides.events import Point, RideState
 from rides.pool import MATCHING_POOL
 from rides.selectors import free_driver_ids, still_requested
@@ -31,8 +31,8 @@ from users.selectors import usernames
 
 logger = logging.getLogger("rides")
 
-# CANDIDATES (rides/assignment.py): free drivers tried per attempt, nearest first (another worker
-# may take some meanwhile); a batch sees candidates_per_request() of each request.
+# CANDIDATES (rides/assignment.py, where the benchmark reads it too): free drivers tried per
+# attempt, nearest first (another worker may take some meanwhile), and what a batch sees of each request.
 WIDEN = 4  # how much more of the geo index each further ask reads, when busy drivers fill the nearest
 
 
@@ -110,12 +110,9 @@ def overdue(ride: RideState) -> bool:
 
 
 def free_drivers_near(
-    client: redis.Redis, pickups: Sequence[Point], *, limit: int | None = None
+    client: redis.Redis, pickups: Sequence[Point], *, limit: int = CANDIDATES
 ) -> list[tuple[list[tuple[uuid.UUID, float]], bool]]:
     """For each pickup, its nearest free drivers in reach as (driver, km), and whether that is everyone.
-
-    `limit` is per pickup, `candidates_per_request(len(pickups))` unless given: the rule the
-    seeded benchmark applies too.
 
     The batched matcher's bulk form of `candidates()`, built on the same geo query
     (`nearby_drivers`, one call per pickup) and the same database check, asked once for the
@@ -123,7 +120,6 @@ def free_drivers_near(
     the second value is False and a request left without a driver by the batch goes through
     `match()`, whose `candidates()` widens until it finds the free ones.
     """
-    limit = limit or candidates_per_request(len(pickups))
     near = [pool_drivers_near(client, pickup, limit=limit) for pickup in pickups]
     free = free_driver_ids(list({entry.position.driver_id for found in near for entry in found}))
     return [
