@@ -17,7 +17,8 @@ SKIP LOCKED, driver row locked, update, outbox insert, commit), raw psycopg, one
 
 Two matchers: two `run_subscriber rides` processes in one consumer group, 2,000 requests
 (--rides) for 1,000 drivers packed in a 3 km square, nothing completed: a driver with two
-rides, ever, is a double assignment, counted from the database and from the workers' lines.
+rides, ever, is a double assignment, counted from the database and from the workers' lines
+(which also give each batch's size and solve time, measured in a real worker).
 
     .venv/bin/python -m bench.matching [--seconds 10] [--rides 2000] [--full]
     (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/ridehail_bench)
@@ -26,6 +27,7 @@ rides, ever, is a double assignment, counted from the database and from the work
 import json
 import os
 import random
+import subprocess
 import threading
 import time
 import uuid
@@ -272,7 +274,7 @@ def raw_transaction_rate(database_url: str, count: int) -> float:
     return count / elapsed
 
 
-def two_matchers_run(redis_url: str, database_url: str, rides: int) -> dict[str, int]:
+def two_matchers_run(redis_url: str, database_url: str, rides: int) -> dict[str, float]:
     """Two rides worker processes in one group, `rides` requests for half as many drivers: who got what twice.
 
     Drivers are fewer than requests and packed in a 3 km square, so the two workers' batches
@@ -321,8 +323,14 @@ def two_matchers_run(redis_url: str, database_url: str, rides: int) -> dict[str,
             fresh.join()
         for worker in workers:
             worker.terminate()
+        # A worker finishes its round first: with every driver busy, a retry round tries each of
+        # the 1,000 waiting rides and widens its geo ask to everyone in reach (over 30 s here once).
         for worker in workers:
-            worker.wait(timeout=30)
+            try:
+                worker.wait(timeout=180)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM (SELECT driver_id FROM rides_ride WHERE id = ANY(%s) AND driver_id IS NOT NULL "
@@ -331,13 +339,21 @@ def two_matchers_run(redis_url: str, database_url: str, rides: int) -> dict[str,
         )
         [(drivers_twice,)] = cursor.fetchall()
     assigned = Ride.objects.filter(pk__in=ride_ids, driver__isnull=False).count()
-    lines = []
+    lines, batches = [], []
     for log in logs:
         log.seek(0)
-        lines.append(re.findall(r"ride (\S+) assigned to driver (\S+)", log.read()))
+        output = log.read()
+        lines.append(re.findall(r"ride (\S+) assigned to driver (\S+)", output))
+        found = re.findall(r"batch of (\d+): .* solved in ([\d.]+) ms", output)
+        batches += [(int(size), float(ms)) for size, ms in found]
         log.close()
     said = [pair for worker_lines in lines for pair in worker_lines]
+    solve_ms = sorted(ms for _, ms in batches)
     return {
+        "batches": len(batches),
+        "largest_batch": max((size for size, _ in batches), default=0),
+        "solve_p99_ms": percentile(solve_ms, 0.99),
+        "solve_max_ms": solve_ms[-1] if solve_ms else float("nan"),
         "rides": rides,
         "drivers": len(drivers),
         "assigned": assigned,
@@ -405,6 +421,11 @@ def run(
             [
                 "drivers / rides named twice in the workers' assignment lines",
                 f"{twice['drivers_twice_logs']} / {twice['rides_twice_logs']}",
+            ],
+            [
+                f"batches the two solved: {twice['batches']:.0f}, the largest {twice['largest_batch']:.0f} requests; "
+                "solve wall-clock p99 / max, ms (the workers' log)",
+                f"{twice['solve_p99_ms']:.1f} / {twice['solve_max_ms']:.1f}",
             ],
         ],
     )
