@@ -15,6 +15,11 @@ drains them: batches of up to 500, one GEOSEARCH per request, one database check
 one transaction per batch. Anchor: the same database transaction (ride row locked
 SKIP LOCKED, driver row locked, update, outbox insert, commit), raw psycopg, one connection.
 
+Two matchers: two `run_subscriber rides` processes in one consumer group, 2,000 requests
+(--rides) for 1,000 drivers packed in a 3 km square, nothing completed: a driver with two
+rides, ever, is a double assignment, counted from the database and from the workers' lines
+(which also give each batch's size and solve time, measured in a real worker).
+
     .venv/bin/python -m bench.matching [--seconds 10] [--rides 2000] [--full]
     (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/ridehail_bench)
 """
@@ -22,6 +27,7 @@ SKIP LOCKED, driver row locked, update, outbox insert, commit), raw psycopg, one
 import json
 import os
 import random
+import subprocess
 import threading
 import time
 import uuid
@@ -146,13 +152,13 @@ def latency_run(redis_url: str, database_url: str, seconds: float) -> list[float
     return [(assigned - requested).total_seconds() for requested, assigned in rows]
 
 
-def reading(redis_url: str) -> bool:
-    """The worker is up: subscribed to driver status (Pub/Sub, the default) and blocked reading the ride stream."""
+def reading(redis_url: str, *, readers: int = 1) -> bool:
+    """The workers are up: subscribed to driver status (Pub/Sub, the default) and blocked reading the ride stream."""
     client = redis.Redis.from_url(redis_url)
     try:
         [(_, subscribers)] = client.pubsub_numsub("driver-status-changed")
         blocked_reads = [c for c in client.client_list() if c.get("cmd") == "xreadgroup"]
-        return subscribers > 0 and bool(blocked_reads)
+        return subscribers >= readers and len(blocked_reads) >= readers
     finally:
         client.close()
 
@@ -268,6 +274,97 @@ def raw_transaction_rate(database_url: str, count: int) -> float:
     return count / elapsed
 
 
+def two_matchers_run(redis_url: str, database_url: str, rides: int) -> dict[str, float]:
+    """Two rides worker processes in one group, `rides` requests for half as many drivers: who got what twice.
+
+    Drivers are fewer than requests and packed in a 3 km square, so the two workers' batches
+    want the same drivers all along; no ride is completed, so a driver given two rides, ever,
+    is a double assignment. Counted from the database (every ride with a driver, whatever its
+    status now) and, separately, from the workers' own "assigned to driver" lines.
+    """
+    import re
+    import tempfile
+
+    from django.db import connection
+
+    from rides.events import Point
+    from rides.models import Ride, RideStatus
+    from rides.services import Trip, request_ride
+    from users.models import Role, User
+
+    # The earlier runs' drivers and rides out of the way: only this run's drivers are free.
+    Ride.objects.filter(status__in=[RideStatus.REQUESTED, RideStatus.ASSIGNED]).update(
+        status=RideStatus.CANCELLED, driver=None
+    )
+    User.objects.filter(role=Role.DRIVER).update(is_available=False)
+    drivers = place_drivers(rides // 2, km=3)
+    riders = make_riders(rides)
+    # The default window; no expiry while the two drain the requests on a busy machine.
+    env = {**production_env(database_url, redis_url), "RIDEHAIL_MATCH_TIMEOUT_SECONDS": "3600"}
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(2)]
+    workers = [python("manage.py", "run_subscriber", "rides", env=env, stdout=log, stderr=log) for log in logs]
+    stop = threading.Event()
+    fresh = threading.Thread(target=keep_positions_fresh, args=(drivers, stop))
+    try:
+        wait_until(lambda: reading(redis_url, readers=2), timeout=120, what="both rides workers reading the stream")
+        fresh.start()
+        ride_ids = [
+            request_ride(rider_id=r.id, trip=Trip(Point(*spread(n, km=3)), Point(*spread(n + 1, km=3)))).id
+            for n, r in enumerate(riders)
+        ]
+
+        def settled() -> bool:
+            return Ride.objects.filter(pk__in=ride_ids, status=RideStatus.ASSIGNED).count() >= len(drivers)
+
+        wait_until(settled, timeout=300, what="every driver given a ride by the two workers")
+    finally:
+        stop.set()
+        if fresh.is_alive():
+            fresh.join()
+        for worker in workers:
+            worker.terminate()
+        # A worker finishes its round first: with every driver busy, a retry round tries each of
+        # the 1,000 waiting rides and widens its geo ask to everyone in reach (over 30 s here once).
+        for worker in workers:
+            try:
+                worker.wait(timeout=180)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT driver_id FROM rides_ride WHERE id = ANY(%s) AND driver_id IS NOT NULL "
+            "GROUP BY driver_id HAVING count(*) > 1) AS twice",
+            [ride_ids],
+        )
+        [(drivers_twice,)] = cursor.fetchall()
+    assigned = Ride.objects.filter(pk__in=ride_ids, driver__isnull=False).count()
+    lines, batches = [], []
+    for log in logs:
+        log.seek(0)
+        output = log.read()
+        lines.append(re.findall(r"ride (\S+) assigned to driver (\S+)", output))
+        found = re.findall(r"batch of (\d+): .* solved in ([\d.]+) ms", output)
+        batches += [(int(size), float(ms)) for size, ms in found]
+        log.close()
+    said = [pair for worker_lines in lines for pair in worker_lines]
+    solve_ms = sorted(ms for _, ms in batches)
+    return {
+        "batches": len(batches),
+        "largest_batch": max((size for size, _ in batches), default=0),
+        "solve_p99_ms": percentile(solve_ms, 0.99),
+        "solve_max_ms": solve_ms[-1] if solve_ms else float("nan"),
+        "rides": rides,
+        "drivers": len(drivers),
+        "assigned": assigned,
+        "drivers_twice_db": drivers_twice,
+        "drivers_twice_logs": len(said) - len({driver for _, driver in said}),
+        "rides_twice_logs": len(said) - len({ride for ride, _ in said}),
+        "by_first": len(lines[0]),
+        "by_second": len(lines[1]),
+    }
+
+
 def run(
     *, full: bool = False, seconds: float | None = None, rides: int | None = None, report: Progress = progress
 ) -> Section:
@@ -291,6 +388,8 @@ def run(
         rate, assigned = throughput_run(rides)
         raw_rate = raw_transaction_rate(database_url, min(rides, 2000))
         report(f"matching: {rate:,.0f} matched/s ({assigned} of {rides}); raw transaction {raw_rate:,.0f}/s")
+        twice = two_matchers_run(private_redis.url, database_url, rides)
+        report(f"matching: two matchers, {twice}")
     p50, p99 = percentile(project, 0.5) * 1000, percentile(project, 0.99) * 1000
     raw_p50, raw_p99 = percentile(raw, 0.5) * 1000, percentile(raw, 0.99) * 1000
     ratio = rate / raw_rate
@@ -312,6 +411,24 @@ def run(
         f"\n\nMatching p99 ÷ raw stream p99 = {p99 / raw_p99:.1f} (reported); p99 {p99:.1f} ms (sanity bound ≤ 20 ms); "
         f"throughput ÷ raw transaction = **{ratio:.2f}** (target ≥ 0.3)."
     )
+    doubles = twice["drivers_twice_db"] + twice["drivers_twice_logs"] + twice["rides_twice_logs"]
+    table += "\n\n" + markdown_table(
+        [f"two rides workers, one group: {twice['rides']:,} requests, {twice['drivers']:,} drivers", "count"],
+        [
+            ["rides assigned (database)", f"{twice['assigned']:,}"],
+            ["... by the first worker / the second (their log lines)", f"{twice['by_first']} / {twice['by_second']}"],
+            ["drivers with two rides (database: every ride with a driver)", f"**{twice['drivers_twice_db']}**"],
+            [
+                "drivers / rides named twice in the workers' assignment lines",
+                f"{twice['drivers_twice_logs']} / {twice['rides_twice_logs']}",
+            ],
+            [
+                f"batches the two solved: {twice['batches']:.0f}, the largest {twice['largest_batch']:.0f} requests; "
+                "solve wall-clock p99 / max, ms (the workers' log)",
+                f"{twice['solve_p99_ms']:.1f} / {twice['solve_max_ms']:.1f}",
+            ],
+        ],
+    )
     return Section(
         title="Matching: latency and throughput",
         command=f"{COMMAND} --seconds {seconds:g} --rides {rides}",
@@ -323,6 +440,7 @@ def run(
         targets=[
             Target("matching p99 (ms, absolute)", p99, "≤ 20", p99 <= 20),
             Target("matching throughput ÷ raw transaction", ratio, "≥ 0.3", ratio >= 0.3),
+            Target(f"drivers assigned twice, two matchers, {twice['rides']:,} requests", doubles, "0", doubles == 0),
         ],
     )
 

@@ -5,11 +5,11 @@ DJANGO_ALLOWED_HOSTS; a missing Origin is refused: ridehail/dashboard/origin.py)
 authentication before the consumer sees them.
 """
 
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
 
+from ridehail.events.runner import fewer_gc_pauses
 from ridehail.events.tracing import configure as configure_tracing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ridehail.settings")
@@ -38,5 +38,4 @@ application = ProtocolTypeRouter(
 # Freezing what start-up allocated (Django, the URLconf, the apps) takes it out of every
 # future collection, and a larger first threshold makes collections rarer; p99 went from
 # ~180 ms to ~40 ms at 1,000 sockets x 20 events/s. See BENCHMARKS.md.
-gc.freeze()
-gc.set_threshold(20_000, 10, 100)
+fewer_gc_pauses()

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from locations.selectors import NearbyDriver, nearby_drivers
-from rides.assignment import Ask, least_total_distance
+from rides.assignment import CANDIDATES, Ask, least_total_distance
 from rides.events import Point, RideState
 from rides.pool import MATCHING_POOL
 from rides.selectors import free_driver_ids, still_requested
@@ -31,7 +31,8 @@ from users.selectors import usernames
 
 logger = logging.getLogger("rides")
 
-CANDIDATES = 20  # free drivers tried per attempt, nearest first (another worker may take some meanwhile)
+# CANDIDATES (rides/assignment.py, where the benchmark reads it too): free drivers tried per
+# attempt, nearest first (another worker may take some meanwhile), and what a batch sees of each request.
 WIDEN = 4  # how much more of the geo index each further ask reads, when busy drivers fill the nearest
 
 

@@ -219,8 +219,13 @@ def test_twenty_requests_five_drivers_two_workers_exactly_five_assignments(start
     assigned = list(Ride.objects.filter(status=RideStatus.ASSIGNED).values_list("driver_id", flat=True))
     assert sorted(assigned) == sorted(driver.id for driver in drivers)  # each driver once
     assert Ride.objects.filter(status=RideStatus.REQUESTED).count() == 15
-    lines = [line for worker in workers for line in worker.output.splitlines() if " assigned to driver " in line]
-    assert len(lines) == 5
+
+    # Each worker logs its assignments after they commit: wait for the lines, then count them.
+    def lines() -> list[str]:
+        return [line for worker in workers for line in worker.output.splitlines() if " assigned to driver " in line]
+
+    wait_until(lambda: len(lines()) >= 5, timeout=10, what="the assignments logged")
+    assert len(lines()) == 5
 
 
 def test_a_rides_worker_killed_mid_burst_loses_no_request(start_worker, redis_client):
