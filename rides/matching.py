@@ -25,7 +25,7 @@ from locations.selectors import NearbyDriver, nearby_drivers
 from rides.assignment import CANDIDATES, Ask, least_total_distance
 from rides.events import Point, RideState
 from rides.pool import MATCHING_POOL
-from rides.selectors import free_driver_ids, still_requested
+from rides.selectors import any_free_driver, free_driver_ids, still_requested
 from rides.services import Assignment, DriverUnavailable, assign_ride, assign_rides, expire_ride
 from users.selectors import usernames
 
@@ -61,43 +61,79 @@ def pool_drivers_near(client: redis.Redis, pickup: Point, *, limit: int) -> list
     )
 
 
-def candidates(client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES) -> list[tuple[uuid.UUID, float]]:
+class FreeDrivers:
+    """The database's word on who is free, asked once per driver within one batch or retry round.
+
+    A round over 1,000 waiting rides while every driver in reach was busy asked the database,
+    and widened its geo ask, for each ride anew: tens of seconds for one round on a crowded
+    street (bench/matching.py's two-matcher run), a worker deaf to SIGTERM meanwhile. Within a
+    round the answers are kept. A driver the round assigns leaves the free set; one assigned
+    meanwhile by another worker is still refused by the assignment's own check under the row
+    lock (DriverUnavailable), so a kept answer can cost an attempt, never a double assignment.
+    """
+
+    def __init__(self) -> None:
+        self._checked: set[uuid.UUID] = set()
+        self._free: set[uuid.UUID] = set()
+        self._anyone: bool | None = None
+
+    def anyone(self) -> bool:
+        """Whether any driver is free at all (one query, once): if not, no geo ask can find one."""
+        if self._anyone is None:
+            self._anyone = any_free_driver()
+        return self._anyone
+
+    def among(self, driver_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """The free ones known so far, after asking the database about those not asked yet."""
+        if unchecked := [driver_id for driver_id in driver_ids if driver_id not in self._checked]:
+            self._free |= free_driver_ids(unchecked)
+            self._checked.update(unchecked)
+        return self._free
+
+    def taken(self, driver_id: uuid.UUID) -> None:
+        self._free.discard(driver_id)
+
+
+def candidates(
+    client: redis.Redis, *, pickup: Point, limit: int = CANDIDATES, free: FreeDrivers | None = None
+) -> list[tuple[uuid.UUID, float]]:
     """Up to `limit` free drivers in reach of the pickup, nearest first, as (driver, pickup distance in km).
 
     The geo index knows who is online and near (the pool's members with a fresh position),
     the database who is free (active, online, no assigned ride). When busy drivers crowd the
     nearest out, the ask widens until it holds `limit` free ones or everyone in reach: however
-    many busy drivers are nearer, a free one in reach is offered.
+    many busy drivers are nearer, a free one in reach is offered. `free`: a batch's or round's
+    answers so far (a wider ask repeats the nearer drivers: each is asked about once).
     """
-    ask, checked, free = limit, set[uuid.UUID](), set[uuid.UUID]()
+    ask, free = limit, free or FreeDrivers()
     while True:
         near = pool_drivers_near(client, pickup, limit=ask)
-        ids = [entry.position.driver_id for entry in near]
-        # A wider ask repeats the nearer drivers: the database is asked only about the new ones.
-        if unchecked := [driver_id for driver_id in ids if driver_id not in checked]:
-            free |= free_driver_ids(unchecked)
-            checked.update(unchecked)
-        found = [(e.position.driver_id, e.distance_km) for e in near if e.position.driver_id in free]
+        known_free = free.among([entry.position.driver_id for entry in near])
+        found = [(e.position.driver_id, e.distance_km) for e in near if e.position.driver_id in known_free]
         if len(found) >= limit or len(near) < ask:
             return found[:limit]
         ask *= WIDEN
 
 
-def match(client: redis.Redis, ride: RideState) -> Attempt:
+def match(client: redis.Redis, ride: RideState, *, free: FreeDrivers | None = None) -> Attempt:
     """One attempt for one ride, from what its event says; never waits for a driver to appear.
 
     The event may be older than the ride (it was assigned or cancelled since): the assignment
-    re-checks the status under the row lock, so nothing is read first.
+    re-checks the status under the row lock, so nothing is read first. `free`: the round's
+    answers about drivers, when the attempt is one of many (see FreeDrivers).
     """
     if overdue(ride):
         return _expire(ride.ride_id)
-    for driver_id, km in candidates(client, pickup=ride.pickup):
+    free = free or FreeDrivers()
+    for driver_id, km in candidates(client, pickup=ride.pickup, free=free):
         try:
             assigned = assign_ride(ride_id=ride.ride_id, driver_id=driver_id, pickup_distance_km=km)
         except DriverUnavailable:
+            free.taken(driver_id)
             continue  # taken by another ride a moment ago, or gone offline: the next one
         if assigned is None:
             return Attempt(Outcome.NOT_WAITING)
+        free.taken(driver_id)
         # Names for the person reading the log: one indexed query, once per assignment (not per event).
         _log_assigned([(ride, driver_id, km)])
         return Attempt(Outcome.ASSIGNED, driver_id)
@@ -110,7 +146,7 @@ def overdue(ride: RideState) -> bool:
 
 
 def free_drivers_near(
-    client: redis.Redis, pickups: Sequence[Point], *, limit: int = CANDIDATES
+    client: redis.Redis, pickups: Sequence[Point], *, free: FreeDrivers, limit: int = CANDIDATES
 ) -> list[tuple[list[tuple[uuid.UUID, float]], bool]]:
     """For each pickup, its nearest free drivers in reach as (driver, km), and whether that is everyone.
 
@@ -121,9 +157,12 @@ def free_drivers_near(
     `match()`, whose `candidates()` widens until it finds the free ones.
     """
     near = [pool_drivers_near(client, pickup, limit=limit) for pickup in pickups]
-    free = free_driver_ids(list({entry.position.driver_id for found in near for entry in found}))
+    known_free = free.among(list({entry.position.driver_id for found in near for entry in found}))
     return [
-        ([(e.position.driver_id, e.distance_km) for e in found if e.position.driver_id in free], len(found) < limit)
+        (
+            [(e.position.driver_id, e.distance_km) for e in found if e.position.driver_id in known_free],
+            len(found) < limit,
+        )
         for found in near
     ]
 
@@ -138,7 +177,7 @@ class Batch:
     outcomes: dict[uuid.UUID, Outcome]
 
 
-def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
+def match_batch(client: redis.Redis, rides: Sequence[RideState], *, free: FreeDrivers | None = None) -> Batch:
     """One attempt for each of these rides together: the least total pickup distance.
 
     Candidates come from `free_drivers_near`, the assignment from `least_total_distance`, and
@@ -158,7 +197,12 @@ def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
             outcomes[ride.ride_id] = _expire(ride.ride_id).outcome
         else:
             waiting.append(ride)
-    found = free_drivers_near(client, [ride.pickup for ride in waiting])
+    free = free or FreeDrivers()
+    if waiting and not free.anyone():
+        # Every driver is busy or offline: no geo ask, no solve, no attempt per ride (a crowded city's rush hour).
+        outcomes |= dict.fromkeys((ride.ride_id for ride in waiting), Outcome.NO_DRIVER)
+        return Batch(size=len(rides), assigned=0, solve_ms=0.0, outcomes=outcomes)
+    found = free_drivers_near(client, [ride.pickup for ride in waiting], free=free)
     started = time.perf_counter()
     pairs = least_total_distance([Ask(ride, candidates) for ride, (candidates, _) in zip(waiting, found, strict=True)])
     solve_ms = (time.perf_counter() - started) * 1000
@@ -166,6 +210,8 @@ def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
     assigned = {ride.id for ride in assign_rides([Assignment(p.ride.ride_id, p.driver, p.distance_km) for p in pairs])}
     _log_assigned([(pair.ride, pair.driver, pair.distance_km) for pair in pairs if pair.ride.ride_id in assigned])
     taken = {pair.driver for pair in pairs if pair.ride.ride_id in assigned}
+    for driver_id in taken:
+        free.taken(driver_id)
     for ride, (candidates, everyone) in zip(waiting, found, strict=True):
         if ride.ride_id in assigned:
             outcomes[ride.ride_id] = Outcome.ASSIGNED
@@ -173,7 +219,7 @@ def match_batch(client: redis.Redis, rides: Sequence[RideState]) -> Batch:
             # Everyone free in reach was checked, and the batch gave them to others: nothing to try now.
             outcomes[ride.ride_id] = Outcome.NO_DRIVER
         else:
-            outcomes[ride.ride_id] = match(client, by_id[ride.ride_id]).outcome
+            outcomes[ride.ride_id] = match(client, by_id[ride.ride_id], free=free).outcome
     count = sum(outcome is Outcome.ASSIGNED for outcome in outcomes.values())
     return Batch(size=len(rides), assigned=count, solve_ms=solve_ms, outcomes=outcomes)
 

@@ -97,11 +97,20 @@ def still_requested(ride_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     return set(Ride.objects.filter(pk__in=ride_ids, status=RideStatus.REQUESTED).values_list("id", flat=True))
 
 
-def free_driver_ids(driver_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these drivers may be offered a ride now, in one query: active, online, no assigned ride."""
+def _free_drivers() -> QuerySet[User]:
+    """Drivers who may be offered a ride now: active, online, no assigned ride (the one definition)."""
     assigned = Ride.objects.filter(driver=OuterRef("pk"), status=RideStatus.ASSIGNED)
-    drivers = User.objects.filter(pk__in=driver_ids, role=Role.DRIVER, is_active=True, is_available=True)
-    return set(drivers.exclude(Exists(assigned)).values_list("id", flat=True))
+    return User.objects.filter(role=Role.DRIVER, is_active=True, is_available=True).exclude(Exists(assigned))
+
+
+def free_driver_ids(driver_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these drivers may be offered a ride now, in one query."""
+    return set(_free_drivers().filter(pk__in=driver_ids).values_list("id", flat=True))
+
+
+def any_free_driver() -> bool:
+    """Whether any driver at all may be offered a ride now, in one query (a busy city's shortcut)."""
+    return _free_drivers().exists()
 
 
 def ride_versions(ride_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:

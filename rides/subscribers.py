@@ -20,7 +20,7 @@ from ridehail.events.tracing import span
 from ridehail.events.wire import format_timestamp
 from ridehail.events.worker import Worker
 from rides.events import RIDE_STATUS, RideState, RideStatusChanged
-from rides.matching import Outcome, match, match_batch
+from rides.matching import FreeDrivers, Outcome, match, match_batch
 from rides.models import RideStatus
 from rides.pool import MATCHING_POOL
 from rides.selectors import overdue_ride_ids, rides_of_inactive_drivers, waiting_rides
@@ -99,13 +99,15 @@ class RideMatcher(Handler[RideStatusChanged]):
             matching.set_attribute("ridehail.match.outcome", outcome.value)
         return outcome
 
-    def match_together(self, rides: Sequence[RideState]) -> dict[uuid.UUID, Outcome]:
+    def match_together(
+        self, rides: Sequence[RideState], *, free: FreeDrivers | None = None
+    ) -> dict[uuid.UUID, Outcome]:
         """Match in batches of at most BATCH_LIMIT (a backlog read at once is several batches)."""
         outcomes: dict[uuid.UUID, Outcome] = {}
         for start in range(0, len(rides), BATCH_LIMIT):
             part = rides[start : start + BATCH_LIMIT]
             with span("match batch", {"ridehail.batch.size": len(part)}) as matching:
-                batch = match_batch(self.redis, part)
+                batch = match_batch(self.redis, part, free=free)
                 matching.set_attribute("ridehail.batch.assigned", batch.assigned)
             self.logger.info(
                 "matched a batch of %d: %d assigned, solved in %.1f ms", batch.size, batch.assigned, batch.solve_ms
@@ -146,12 +148,15 @@ class RideMatcher(Handler[RideStatusChanged]):
         # Every waiting ride, however many wait where no driver is: a ride in reach of a free
         # driver is never starved by the others. A ride assigned or cancelled since its page was
         # read ends its attempt: the assignment re-checks under the row lock.
+        # One round asks the database about each driver once, and not at all while nobody is free.
+        free = FreeDrivers()
         if not settings.RIDEHAIL_MATCH_WINDOW_SECONDS:
-            for ride in waiting_rides(page_size=RETRY_PAGE):
-                match(self.redis, ride)
+            if free.anyone():
+                for ride in waiting_rides(page_size=RETRY_PAGE):
+                    match(self.redis, ride, free=free)
             return
         for rides in self._retry_batches():
-            self.match_together(rides)
+            self.match_together(rides, free=free)
 
     def _retry_batches(self) -> Iterator[list[RideState]]:
         """Every ride waiting longer than one window, in batches of BATCH_LIMIT.

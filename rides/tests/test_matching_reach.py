@@ -5,6 +5,8 @@ would) over a real Redis holding the pool and the positions, and the real databa
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from conftest import make_drivers
 from locations.positions import TRACKED_DRIVERS, Position, apply_positions
@@ -117,3 +119,47 @@ def test_a_retry_round_tries_rides_requested_in_the_same_instant_once_each(redis
 
     assigned = list(Ride.objects.filter(status=RideStatus.ASSIGNED).values_list("driver_id", flat=True))
     assert len(assigned) == len(set(assigned)) == 250
+
+
+def geo_asks(client) -> int:
+    """GEOSEARCH calls this Redis has served (its own count: no mock between us and it)."""
+    return client.info("commandstats").get("cmdstat_geosearch", {}).get("calls", 0)
+
+
+@pytest.mark.parametrize("window", [0, 0.5])
+def test_a_round_while_every_driver_is_busy_asks_no_geo_index_and_a_fixed_number_of_queries(
+    redis_client, settings, window
+):
+    """Failed before: each of the waiting rides widened its geo ask and asked the database again,
+    so one round over 1,000 waiting rides took tens of seconds (bench/matching.py's two matchers)."""
+    settings.RIDEHAIL_MATCH_WINDOW_SECONDS = window
+    drivers = make_drivers(45)
+    online_at(redis_client, drivers, [(PICKUP[0] + 10 * (n + 1) * METRE, PICKUP[1]) for n in range(45)])
+    rides_for(riders(45, "busy-rider"), PICKUP, drivers=drivers)
+    rides_for(riders(150, "waiting"), PICKUP)
+    asked_before = geo_asks(redis_client)
+
+    with CaptureQueriesContext(connection) as queries:
+        RideMatcher(redis_client).retry_waiting()
+
+    assert geo_asks(redis_client) == asked_before
+    assert len(queries) <= 6, [query["sql"][:80] for query in queries]
+    assert Ride.objects.filter(status=RideStatus.REQUESTED).count() == 150
+
+
+def test_a_round_asks_the_database_about_each_busy_driver_once_however_many_rides_wait(redis_client, settings):
+    """One driver is free, out of reach: every ride widens its ask past the busy crowd, but the
+    database hears about each driver once a round, not once a ride."""
+    settings.RIDEHAIL_MATCH_WINDOW_SECONDS = 0.5
+    drivers = make_drivers(46)
+    far = (PICKUP[0] + 0.2, PICKUP[1])  # ~22 km: out of reach
+    online_at(redis_client, drivers, [(PICKUP[0] + 10 * (n + 1) * METRE, PICKUP[1]) for n in range(45)] + [far])
+    rides_for(riders(45, "busy-rider"), PICKUP, drivers=drivers[:45])
+    rides_for(riders(150, "waiting"), PICKUP)
+
+    with CaptureQueriesContext(connection) as queries:
+        RideMatcher(redis_client).retry_waiting()
+
+    assert len(queries) <= 8, [query["sql"][:80] for query in queries]
+    assert Ride.objects.filter(status=RideStatus.REQUESTED).count() == 150
+    assert Ride.objects.filter(driver=drivers[45]).count() == 0
