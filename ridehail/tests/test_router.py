@@ -34,16 +34,18 @@ BEHIND_THE_ROUTER = {"RIDEHAIL_TRUSTED_PROXIES": "1"}
 CLIENT_ADDRESS = "127.0.0.5"
 
 
-@pytest.fixture(scope="module")
-def router(django_db_setup, django_db_blocker) -> Iterator[Router]:
+@pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
+def router(request, django_db_setup, django_db_blocker) -> Iterator[Router]:
+    """The split (gunicorn behind /, uvicorn behind /ws/), and the same file in front of uvicorn
+    alone (both upstreams one server: the proxy docs/operating.md suggests for several web containers)."""
     with django_db_blocker.unblock():
-        http = WsgiServer(env=BEHIND_THE_ROUTER).start()
         ws = AsgiServer(env=BEHIND_THE_ROUTER).start()
+        http = WsgiServer(env=BEHIND_THE_ROUTER).start() if request.param == "gunicorn" else ws
     front = Router(http_port=http.port, ws_port=ws.port).start()
     yield front
     front.stop()
-    ws.stop()
     http.stop()
+    ws.stop()
 
 
 def send(router: Router, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
