@@ -1,8 +1,9 @@
 """Which way of serving the HTTP API is fastest on this machine, same endpoints, same run,
 alternating: uvicorn alone (`python -m ridehail.server all`: ASGI, one process per core, HTTP
 and websockets on one port, no router), gunicorn's sync workers alone (`ridehail.server http`:
-WSGI, `ridehail.wsgi`), and the split's HTTP path, nginx with the committed router
-configuration (deploy/nginx/ridehail.conf.template) in front of those gunicorn workers.
+WSGI, `ridehail.wsgi`), the split's HTTP path, nginx with the committed router configuration
+(deploy/nginx/ridehail.conf.template) in front of those gunicorn workers, and the same nginx in
+front of uvicorn (the router's own cost: the same server with and without the hop).
 
 This is the measurement behind the serving design (docs/performance.md, "Serving"): the split
 (gunicorn for HTTP, the ASGI server for /ws/, a router on the one port) is worth its router only
@@ -48,11 +49,13 @@ SERVERS = {
     "uvicorn": ("all", False),
     "gunicorn": ("http", False),
     "nginx -> gunicorn": ("http", True),
+    "nginx -> uvicorn": ("all", True),
 }
 LABELS = {
     "uvicorn": "uvicorn alone (ridehail.server all)",
     "gunicorn": "gunicorn sync workers alone (ridehail.server http)",
     "nginx -> gunicorn": "nginx -> gunicorn sync workers (the split's HTTP path)",
+    "nginx -> uvicorn": "nginx -> uvicorn (the router's own cost, same server behind it)",
 }
 
 
@@ -71,9 +74,10 @@ def one_case(server: str, endpoint: str, env: dict[str, str], workers: int, seco
         stdout=open(os.devnull, "w"),
         stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "a"),
     )
-    # Only HTTP is measured: the router's websocket upstream is named but never asked.
-    router = Router(http_port=port, ws_port=free_port()).start() if routed else None
+    router = None
     try:
+        # Only HTTP is measured: the router's websocket upstream is named but never asked.
+        router = Router(http_port=port, ws_port=free_port()).start() if routed else None
         wait_port(port)
         wait_ready(port)
         front = router.port if router else port
@@ -132,9 +136,9 @@ def run(
     rows, ratios = [], {}
     for endpoint in ENDPOINTS:
         asgi = summary[(endpoint, "uvicorn")]["requests_per_s"]
-        wsgi = summary[(endpoint, "gunicorn")]["requests_per_s"]
         routed = summary[(endpoint, "nginx -> gunicorn")]["requests_per_s"]
-        ratios[endpoint] = (routed / asgi if asgi else float("nan"), routed / wsgi if wsgi else float("nan"))
+        routed_asgi = summary[(endpoint, "nginx -> uvicorn")]["requests_per_s"]
+        ratios[endpoint] = (routed / asgi if asgi else float("nan"), routed_asgi / asgi if asgi else float("nan"))
         for server in SERVERS:
             row = summary[(endpoint, server)]
             rows.append(
@@ -156,8 +160,9 @@ def run(
         "non-2xx",
     ]
     table = markdown_table(headers, rows)
-    table += "\n\nRatios (nginx -> gunicorn) ÷ uvicorn, and ÷ gunicorn alone (the router's cost): " + "; ".join(
-        f"{name} **{over_asgi:.2f}**, {over_wsgi:.2f}" for name, (over_asgi, over_wsgi) in ratios.items()
+    table += (
+        "\n\nRatios (nginx -> gunicorn) ÷ uvicorn, and the router's own cost (nginx -> uvicorn) ÷ uvicorn: "
+        + "; ".join(f"{name} **{split:.2f}**, {hop:.2f}" for name, (split, hop) in ratios.items())
     )
     load = os.getloadavg()
     # Other work on the machine moves these figures more than anything measured here: say how much there was.
@@ -169,12 +174,14 @@ def run(
         notes=(
             "The same Django project under each, alternating, on PostgreSQL and a private Redis, wrk with 32 "
             "connections (keep-alive to uvicorn and to nginx; gunicorn's sync workers close each connection, so "
-            "nginx opens one per request, and so does wrk against gunicorn alone). Production serves with "
+            "nginx opens one per request, and so does wrk against gunicorn alone; nginx opens one per request to "
+            "uvicorn too, as the router's config has no upstream keep-alive). The router's own cost is "
+            "nginx -> uvicorn ÷ uvicorn, the same server with and without it. Production serves with "
             'uvicorn alone (docs/performance.md, "Serving").'
         ),
         targets=[
-            Target(f"(nginx -> gunicorn) ÷ uvicorn, {name} (reported)", over_asgi, "—", True)
-            for name, (over_asgi, _) in ratios.items()
+            Target(f"(nginx -> gunicorn) ÷ uvicorn, {name} (reported)", split, "—", True)
+            for name, (split, _) in ratios.items()
         ],
     )
 
