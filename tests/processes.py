@@ -149,11 +149,12 @@ def nginx_binary() -> str | None:
 
 class Router(ManagedProcess):
     """nginx with the committed router configuration (deploy/nginx/ridehail.conf.template) in front
-    of gunicorn (`http_port`) and the ASGI server (`ws_port`), on a free port of 127.0.0.1.
+    of an HTTP server (`http_port`: gunicorn, or uvicorn) and the ASGI server (`ws_port`), on a
+    free port of 127.0.0.1.
 
-    The template is filled in exactly as the nginx image does it in docker-compose.yml, with its
-    three names only; the main file around it holds what the image's own nginx.conf would (and
-    paths in a folder of its own, so no root is needed).
+    The template is filled in as the official nginx image's envsubst does it, with its three
+    names only; the main file around it holds what the image's own nginx.conf would, with every
+    path in a folder of its own (no system paths, several routers at once).
     """
 
     def __init__(self, *, http_port: int, ws_port: int, port: int | None = None) -> None:
