@@ -180,8 +180,8 @@ def run(
             "connections (keep-alive to uvicorn and to nginx; gunicorn's sync workers close each connection, so "
             "nginx opens one per request, and so does wrk against gunicorn alone; nginx opens one per request to "
             "uvicorn too, as the router's config has no upstream keep-alive). The router's own cost is "
-            "nginx -> uvicorn ÷ uvicorn, the same server with and without it. Production serves with "
-            'uvicorn alone (docs/performance.md, "Serving").'
+            "nginx -> uvicorn ÷ uvicorn, the same server with and without it. Production serves the split "
+            '(docs/performance.md, "Serving").'
         ),
         targets=[
             Target(f"(nginx -> gunicorn) ÷ uvicorn, {name} (reported)", split, "—", True)

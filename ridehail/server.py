@@ -1,4 +1,4 @@
-"""The web servers' start commands and their options: uvicorn (production), gunicorn (measured).
+"""The web servers' start commands and their options: gunicorn (HTTP) and uvicorn (websockets).
 
 `--no-proxy-headers`, always. uvicorn otherwise rewrites the client address from
 X-Forwarded-For: by default for any peer on 127.0.0.1 (so a client on the same host, or a
@@ -22,11 +22,13 @@ websockets on $PORT (default 8000), with $WEB_CONCURRENCY processes (default: th
 cores), from the environment alone. A `module:attribute` argument serves that ASGI app instead,
 with the same flags (the benchmarks' anchors).
 
-`python -m ridehail.server http` is the other way to serve the HTTP API: gunicorn's sync workers
-(WSGI, `ridehail.wsgi`), meant to sit behind a router (deploy/nginx/ridehail.conf.template) that
-sends /ws/ to the command above. bench/servers.py measures it against uvicorn alone;
-docs/performance.md ("Serving") has the figures and why production has not switched. Its flags,
-for the same reasons as uvicorn's:
+`python -m ridehail.server http` (`scripts/serve http`) serves the HTTP API in production:
+gunicorn's sync workers (WSGI, `ridehail.wsgi`) behind the router (deploy/nginx/ridehail.conf.template),
+which sends /ws/ to the command above (docker-compose.yml: router, web, ws). Through the router
+they served GET /me and the position report 1.5-2.2x faster than uvicorn alone here
+(bench/servers.py, docs/performance.md "Serving"). The one-port uvicorn command stays for a
+single process without a router (tests/chaos.py, a small install). gunicorn's flags, for the
+same reasons as uvicorn's:
 
 `--forwarded-allow-ips ""`: gunicorn otherwise believes X-Forwarded-Proto (and its kin) from a
 peer on 127.0.0.1 and sets the request's scheme from it, a second rule beside Django's. Trusting
