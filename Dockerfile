@@ -17,5 +17,6 @@ USER ridehail
 EXPOSE 8000
 # scripts/serve is ridehail/server.py: uvicorn with the project's flags (--no-proxy-headers: Django
 # alone reads X-Forwarded-For, RIDEHAIL_TRUSTED_PROXIES hops; --ws-max-size 64 KiB), on $PORT
-# (8000) with $WEB_CONCURRENCY processes (one per core).
+# (8000) with $WEB_CONCURRENCY processes (one per core). docker-compose.yml runs `scripts/serve
+# http` (gunicorn's sync workers) for HTTP and this for websockets, behind the nginx router.
 CMD ["scripts/serve"]

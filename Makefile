@@ -34,6 +34,7 @@ lint: install
 test: install lint
 	@scripts/ensure-chromium
 	@scripts/ensure-promtool
+	@scripts/ensure-nginx
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py check_services
 	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 

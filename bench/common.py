@@ -6,12 +6,13 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from tests.processes import ROOT, free_port, port_open, python, wait_until
+from tests.processes import ROOT, Router, free_port, port_open, python, wait_until
 from tests.processes import RedisServer as PrivateRedis
 
 __all__ = [
     "ROOT",
     "PrivateRedis",
+    "Router",
     "free_port",
     "median",
     "percentile",

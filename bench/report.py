@@ -45,7 +45,7 @@ def cli(run: Callable[..., Section], doc: str, options: dict[str, type]) -> None
     """The command line every benchmark module shares: its options, --full, --section-json."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     for name, kind in options.items():
-        parser.add_argument(f"--{name}", type=kind)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind)  # http_workers: --http-workers
     parser.add_argument("--full", action="store_true", help="longer runs, more rounds")
     parser.add_argument("--section-json", help="also write the result here (used by python -m bench)")
     arguments = vars(parser.parse_args())

@@ -3,8 +3,10 @@
 `free_port` is ridehail/redis_server.py's, imported from here by the tests."""
 
 import os
+import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -134,3 +136,68 @@ def processes_with(variable: str, value: str) -> list[int]:
         if marker in environment.split(b"\0"):
             found.append(int(entry.name))
     return found
+
+
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "ridehail.conf.template"
+TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # nginx's, each under the router's folder
+
+
+def nginx_binary() -> str | None:
+    """nginx on the PATH or where Debian puts it (/usr/sbin, not on every user's PATH)."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
+class Router(ManagedProcess):
+    """nginx with the committed router configuration (deploy/nginx/ridehail.conf.template) in front
+    of an HTTP server (`http_port`: gunicorn, or uvicorn) and the ASGI server (`ws_port`), on a
+    free port of 127.0.0.1.
+
+    The template is filled in as the official nginx image's envsubst does it, with its three
+    names only; the main file around it holds what the image's own nginx.conf would, with every
+    path in a folder of its own (no system paths, several routers at once).
+    """
+
+    def __init__(self, *, http_port: int, ws_port: int, port: int | None = None) -> None:
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed (scripts/ensure-nginx, or apt-get install nginx-light)")
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        folder = Path(tempfile.mkdtemp(prefix="ridehail-nginx-"))
+        folder.chmod(0o755)  # nginx's workers (nobody, when started as root) make their temp folders in it
+        server = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+            RIDEHAIL_LISTEN=f"127.0.0.1:{self.port}",
+            RIDEHAIL_HTTP_UPSTREAM=f"127.0.0.1:{http_port}",
+            RIDEHAIL_WS_UPSTREAM=f"127.0.0.1:{ws_port}",
+        )
+        (folder / "ridehail.conf").write_text(server)
+        temp_paths = "".join(f"    {kind}_temp_path {folder / kind};\n" for kind in TEMP_PATHS)
+        (folder / "nginx.conf").write_text(
+            "daemon off;\n"
+            "worker_processes auto;\n"
+            f"pid {folder / 'nginx.pid'};\n"
+            "error_log stderr warn;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n"
+            "    access_log off;\n"
+            f"{temp_paths}"
+            f"    include {folder / 'ridehail.conf'};\n"
+            "}\n"
+        )
+        self.folder = folder
+        super().__init__([binary, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", "stderr"])
+
+    def start(self) -> "Router":
+        super().start()
+        wait_until(lambda: port_open(self.port) or self._exited(), timeout=30, what=f"nginx on port {self.port}")
+        if self._exited():
+            raise AssertionError(f"nginx exited:\n{self.output}")
+        return self
+
+    def _exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

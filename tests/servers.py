@@ -1,12 +1,13 @@
 """The project's own processes (manage.py commands, the ASGI server) on the test database and Redis."""
 
 import sys
+import urllib.request
 
 from django.conf import settings
 from django.db import connection
 
-from ridehail.server import uvicorn_command
-from tests.processes import ROOT, ManagedProcess, free_port
+from ridehail.server import gunicorn_command, uvicorn_command
+from tests.processes import ROOT, ManagedProcess, free_port, wait_until
 
 MANAGE_PY = ROOT / "manage.py"
 
@@ -51,3 +52,35 @@ class AsgiServer(ManagedProcess):
         super().start()
         self.wait_for_output("Application startup complete")
         return self
+
+
+class WsgiServer(ManagedProcess):
+    """The production HTTP server (gunicorn, sync workers: `ridehail.server http`) on a free port."""
+
+    def __init__(self, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        child_env = {
+            "DATABASE_URL": child_database_url(),
+            **redis_env(),
+            "WEB_CONCURRENCY": str(workers),
+            **(env or {}),
+        }
+        args = ["-m", "gunicorn", *gunicorn_command(host="127.0.0.1", port=self.port, workers=workers)]
+        super().__init__([sys.executable, *args], env=child_env)
+        self.workers = workers
+
+    def start(self) -> "WsgiServer":
+        super().start()
+        # Bound first, then each worker loads Django on its own (requests wait in the backlog
+        # meanwhile): every worker started and one answering is enough.
+        self.wait_for_output("Booting worker", count=self.workers, timeout=60)
+        wait_until(self._answers, timeout=60, what=f"gunicorn answering /healthz on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=10) as answer:
+                return answer.status == 200
+        except OSError:
+            return False

@@ -13,7 +13,7 @@ from tests.processes import ROOT
 from tests.servers import manage_py
 
 COMPOSE = ROOT / "docker-compose.yml"
-APP_SERVICES = ["web", "rides", "locations"]
+APP_SERVICES = ["web", "ws", "rides", "locations"]
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +21,24 @@ def services() -> dict:
     return yaml.safe_load(COMPOSE.read_text())["services"]
 
 
-def test_web_runs_the_production_command_published_on_a_configurable_port(services):
-    web = services["web"]
-    assert web["command"] == ["scripts/serve"]
-    assert web["ports"] == ["${RIDEHAIL_BIND:-127.0.0.1}:${RIDEHAIL_PORT:-8000}:8000"]
-    assert "/readyz" in " ".join(web["healthcheck"]["test"])
+def test_the_router_is_the_one_way_in_on_a_configurable_port(services):
+    """HTTP to gunicorn (web), /ws/ to uvicorn (ws), nginx in front on the one published port."""
+    router = services["router"]
+    assert router["image"].startswith("nginx:")
+    assert router["ports"] == ["${RIDEHAIL_BIND:-127.0.0.1}:${RIDEHAIL_PORT:-8000}:8000"]
+    template = "./deploy/nginx/ridehail.conf.template:/etc/nginx/templates/default.conf.template:ro"
+    assert router["volumes"] == [template]
+    environment = router["environment"]
+    assert (environment["RIDEHAIL_HTTP_UPSTREAM"], environment["RIDEHAIL_WS_UPSTREAM"]) == ("web:8000", "ws:8000")
+    assert environment["RIDEHAIL_LISTEN"] == "8000" and environment["NGINX_ENVSUBST_FILTER"] == "^RIDEHAIL_"
+    assert router["depends_on"] == {name: {"condition": "service_healthy"} for name in ("web", "ws")}
+    assert services["web"]["command"] == ["scripts/serve", "http"]
+    assert services["ws"]["command"] == ["scripts/serve"]
+    for name in ("web", "ws"):
+        assert "ports" not in services[name], name  # reachable through the router only
+        assert "/readyz" in " ".join(services[name]["healthcheck"]["test"]), name
+        # Behind exactly one proxy: the address the router appended is the client's.
+        assert services[name]["environment"]["RIDEHAIL_TRUSTED_PROXIES"] == "${RIDEHAIL_TRUSTED_PROXIES:-1}"
 
 
 def test_migrations_run_once_before_web_and_workers_which_wait_on_the_database_and_redis_only(services):
@@ -137,8 +150,10 @@ def test_compose_resolves_the_defaults_to_loopback_ports_and_a_bounded_pool():
         "127.0.0.1:16686:16686/tcp",
     }
     assert {"127.0.0.1:8000:8000/tcp", "127.0.0.1:9090:9090/tcp", "127.0.0.1:3000:3000/tcp"} <= set(ports)
-    web = resolved["web"]["environment"]
-    assert (web["WEB_CONCURRENCY"], web["DATABASE_POOL_SIZE"]) == ("4", "10")
+    web, ws = resolved["web"]["environment"], resolved["ws"]["environment"]
+    assert (web["WEB_CONCURRENCY"], web["DATABASE_POOL_SIZE"]) == ("4", "2")
+    assert (ws["WEB_CONCURRENCY"], ws["DATABASE_POOL_SIZE"]) == ("2", "10")
+    assert web["RIDEHAIL_TRUSTED_PROXIES"] == ws["RIDEHAIL_TRUSTED_PROXIES"] == "1"
     assert resolved["migrate"]["environment"]["DJANGO_SUPERUSER_PASSWORD"] == ""
 
 
@@ -167,18 +182,23 @@ def test_every_published_port_binds_to_loopback_unless_the_operator_says_otherwi
 
 def test_web_processes_times_pool_size_stay_under_postgres_max_connections(services):
     """WEB_CONCURRENCY defaults to the host's cores: unbounded, 64 cores x 20 would be 1,280."""
-    environment = services["web"]["environment"]
-    default = lambda value: int(re.fullmatch(r"\$\{\w+:-(\d+)\}", value)[1])  # noqa: E731
-    processes, pool = default(environment["WEB_CONCURRENCY"]), default(environment["DATABASE_POOL_SIZE"])
-    workers = [name for name in APP_SERVICES if name != "web"]
+    default = lambda value: int(re.fullmatch(r"(?:\$\{\w+:-)?(\d+)\}?", value)[1])  # noqa: E731
+
+    def connections(name: str) -> int:
+        environment = services[name]["environment"]
+        processes = default(environment["WEB_CONCURRENCY"]) if name in ("web", "ws") else 1
+        return processes * default(environment["DATABASE_POOL_SIZE"])
+
     max_connections = int(re.search(r"max_connections=(\d+)", " ".join(services["postgres"]["command"]))[1])
     reserved = 3  # superuser_reserved_connections
-    # migrate holds a pool too, but exits before web and the workers start.
-    assert processes * pool + len(workers) * pool < max_connections - reserved
+    # migrate holds a pool too, but exits before web and the workers start. The compose comment's sum:
+    assert [connections(name) for name in APP_SERVICES] == [4 * 2, 2 * 10, 10, 10]
+    assert sum(connections(name) for name in APP_SERVICES) < max_connections - reserved
 
 
 def test_the_file_names_every_service_the_readme_promises():
     assert set(yaml.safe_load(Path(COMPOSE).read_text())["services"]) == {
+        "router",
         "migrate",
         *APP_SERVICES,
         "postgres",
@@ -250,6 +270,7 @@ def test_compose_merges_the_cluster_variant_so_nothing_starts_before_the_cluster
     assert checked.returncode == 0, checked.stderr
     resolved = yaml.safe_load(checked.stdout)["services"]
     assert set(resolved) == {
+        "router",
         "migrate",
         *APP_SERVICES,
         "postgres",
@@ -267,6 +288,6 @@ def test_compose_merges_the_cluster_variant_so_nothing_starts_before_the_cluster
         # What the base file sets stays (the database, the secret key), the Redis settings are the cluster's.
         assert environment["DATABASE_URL"].startswith("postgres://"), name
         assert (environment["REDIS_CLUSTER"], environment["REDIS_URL"]) == ("1", "redis://redis-cluster:6379/0")
-    # Only web and Prometheus are published, on loopback: no Redis node is reachable from outside.
+    # Only the router, Prometheus and Grafana are published, on loopback: no Redis node is reachable from outside.
     published_by = {name for name, service in resolved.items() if service.get("ports")}
-    assert published_by - {"jaeger"} == {"grafana", "prometheus", "web"}
+    assert published_by - {"jaeger"} == {"grafana", "prometheus", "router"}
