@@ -25,8 +25,8 @@ with the same flags (the benchmarks' anchors).
 `python -m ridehail.server http` (`scripts/serve http`) serves the HTTP API in production:
 gunicorn's sync workers (WSGI, `ridehail.wsgi`) behind the router (deploy/nginx/ridehail.conf.template),
 which sends /ws/ to the command above (docker-compose.yml: router, web, ws). Through the router
-they served GET /me and the position report 1.5-2.2x faster than uvicorn alone here
-(bench/servers.py, docs/performance.md "Serving"). The one-port uvicorn command stays for a
+they served the API 1.4-1.9x faster than uvicorn alone here (bench/servers.py, docs/performance.md
+"Serving"). The one-port uvicorn command stays for a
 single process without a router (tests/chaos.py, a small install). gunicorn's flags, for the
 same reasons as uvicorn's:
 
